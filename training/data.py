@@ -1,0 +1,218 @@
+"""Image/mask pairs: discovery, the fixed validation split, an in-memory cache and augmentation.
+
+The validation split is fixed and documented in the README: in every photo folder, each pair whose
+index in name order is a multiple of 10 is for validation; of the video clips, all of ``lucia``
+is for validation (neighbouring frames are near-duplicates, so a whole clip is held out).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+
+from deepbg_live.model import normalise
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+VAL_EVERY = 10
+VAL_CLIPS = {"lucia"}
+CACHE_LONG_SIDE = 320  # pairs are kept in memory at this size; training scales are below it
+
+
+class DatasetError(ValueError):
+    """A problem with the training data, with the offending file named in the message."""
+
+
+@dataclass
+class Pair:
+    image: Path
+    mask: Path
+    source: str  # folder label used for per-folder metrics, e.g. "portraits-eg2016"
+
+
+def find_pairs(images_dir: Path, masks_dir: Path, source: str | None = None) -> list[Pair]:
+    """Pair every image in ``images_dir`` with the mask of the same stem in ``masks_dir``."""
+    images_dir, masks_dir = Path(images_dir), Path(masks_dir)
+    for folder in (images_dir, masks_dir):
+        if not folder.is_dir():
+            raise DatasetError(f"{folder} is not a folder")
+    masks = {p.stem: p for p in masks_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+    pairs = []
+    for image in sorted(images_dir.iterdir()):
+        if image.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        if image.stem not in masks:
+            raise DatasetError(f"{image} has no mask named {image.stem}.* in {masks_dir}")
+        pairs.append(Pair(image, masks[image.stem], source or images_dir.parent.name))
+    if not pairs:
+        raise DatasetError(f"{images_dir} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return pairs
+
+
+def shared_data_folders(root: Path) -> list[tuple[str, Path]]:
+    """The labelled folders of the shared data layout: ``(label, folder with images/ masks/)``."""
+    root = Path(root)
+    folders = []
+    for child in sorted(root.iterdir()):
+        if (child / "images").is_dir():
+            folders.append((child.name, child))
+        elif child.is_dir() and child.name != "backgrounds":
+            clips = sorted(c for c in child.iterdir() if (c / "images").is_dir())
+            folders += [(f"{child.name}/{clip.name}", clip) for clip in clips]
+    if not folders:
+        raise DatasetError(f"{root} holds no folders with images/ and masks/ inside")
+    return folders
+
+
+def is_validation(label: str, index: int) -> bool:
+    """The fixed validation rule (see the module docstring)."""
+    clip = label.split("/")[-1]
+    if "/" in label:
+        return clip in VAL_CLIPS
+    return index % VAL_EVERY == 0
+
+
+def split_pairs(folders: list[tuple[str, Path]]) -> tuple[list[Pair], list[Pair]]:
+    """Find the pairs of each folder and divide them into training and validation lists."""
+    train, val = [], []
+    for label, folder in folders:
+        pairs = find_pairs(folder / "images", folder / "masks", source=label.split("/")[0])
+        for index, pair in enumerate(pairs):
+            (val if is_validation(label, index) else train).append(pair)
+    return train, val
+
+
+def read_pair(pair: Pair, long_side: int | None = CACHE_LONG_SIDE) -> tuple[np.ndarray, np.ndarray]:
+    """Read one pair as RGB uint8 and a {0, 255} uint8 mask, resized to ``long_side``."""
+    image = cv2.imread(str(pair.image), cv2.IMREAD_COLOR)
+    if image is None:
+        raise DatasetError(f"cannot read image {pair.image}")
+    mask = cv2.imread(str(pair.mask), cv2.IMREAD_GRAYSCALE)
+    if mask is None:
+        raise DatasetError(f"cannot read mask {pair.mask}")
+    if image.shape[:2] != mask.shape:
+        raise DatasetError(
+            f"size mismatch: {pair.image} is {image.shape[1]}x{image.shape[0]} but "
+            f"{pair.mask} is {mask.shape[1]}x{mask.shape[0]}"
+        )
+    image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    if long_side:
+        image = resize_long_side(image, long_side, cv2.INTER_AREA)
+        mask = resize_long_side(mask, long_side, cv2.INTER_AREA)
+    return image, mask
+
+
+def resize_long_side(image: np.ndarray, long_side: int, interpolation: int) -> np.ndarray:
+    height, width = image.shape[:2]
+    scale = long_side / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(image, size, interpolation=interpolation)
+
+
+def load_backgrounds(folder: Path | None) -> list[np.ndarray]:
+    """RGB backgrounds for compositing; an empty list when there is no folder."""
+    if folder is None or not Path(folder).is_dir():
+        return []
+    backgrounds = []
+    for path in sorted(Path(folder).iterdir()):
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR) if path.suffix.lower() in IMAGE_SUFFIXES else None
+        if image is not None:
+            backgrounds.append(resize_long_side(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), CACHE_LONG_SIDE, cv2.INTER_AREA))
+    return backgrounds
+
+
+def photometric_augmentation() -> A.Compose:
+    """Colour, webcam noise, compression and blur: the camera-side variation."""
+    return A.Compose(
+        [
+            A.HorizontalFlip(p=0.5),
+            A.Affine(rotate=(-15, 15), shear=(-5, 5), scale=(0.9, 1.1), border_mode=cv2.BORDER_REFLECT_101, p=0.5),
+            A.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.03, p=0.6),
+            A.RandomBrightnessContrast(p=0.3),
+            A.RandomGamma(p=0.2),
+            A.OneOf([A.GaussNoise(std_range=(0.02, 0.08)), A.ISONoise()], p=0.3),
+            A.OneOf([A.MotionBlur(blur_limit=(3, 7)), A.Blur(blur_limit=(3, 5)), A.GaussianBlur()], p=0.25),
+            A.ImageCompression(quality_range=(40, 95), p=0.3),
+            A.ToGray(p=0.03),
+        ]
+    )
+
+
+class SegmentationDataset(torch.utils.data.Dataset):
+    """Cached pairs, scaled and cropped around the inference scale, then augmented.
+
+    Each sample is drawn from a generator seeded by ``(seed, epoch, index)``, so a resumed run
+    sees exactly the samples it would have seen without interruption.
+    """
+
+    def __init__(
+        self,
+        samples: list[tuple[np.ndarray, np.ndarray]],
+        backgrounds: list[np.ndarray],
+        crop: int,
+        long_side: int,
+        seed: int = 0,
+        composite_p: float = 0.3,
+    ):
+        self.samples = samples
+        self.backgrounds = backgrounds
+        self.crop = crop
+        self.long_side = long_side
+        self.seed = seed
+        self.composite_p = composite_p if backgrounds else 0.0
+        self.epoch = 0
+        self.augment = photometric_augmentation()
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = random.Random(hash((self.seed, self.epoch, index)))
+        image, mask = self.samples[index]
+        if rng.random() < self.composite_p:
+            image = composite_on(image, mask, rng.choice(self.backgrounds), rng)
+        image, mask = self.scale_and_crop(image, mask, rng)
+        self.augment.set_random_seed(rng.randrange(2**31))
+        out = self.augment(image=image, mask=mask)
+        target = torch.from_numpy(out["mask"]).float().div_(255.0)[None]
+        return normalise(out["image"])[0], target
+
+    def scale_and_crop(self, image: np.ndarray, mask: np.ndarray, rng: random.Random):
+        # The person should appear at about the size the runtime will show the model (the
+        # frame's long side resized to ``long_side``); larger scales yield close-ups.
+        scale = self.long_side * np.exp(rng.uniform(np.log(0.7), np.log(1.8))) / max(image.shape[:2])
+        size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        mask = cv2.resize(mask, size, interpolation=cv2.INTER_LINEAR)
+        pad_h, pad_w = max(0, self.crop - size[1]), max(0, self.crop - size[0])
+        if pad_h or pad_w:
+            image = cv2.copyMakeBorder(image, 0, pad_h, 0, pad_w, cv2.BORDER_REFLECT_101)
+            mask = cv2.copyMakeBorder(mask, 0, pad_h, 0, pad_w, cv2.BORDER_REFLECT_101)
+        top = rng.randint(0, image.shape[0] - self.crop)
+        left = rng.randint(0, image.shape[1] - self.crop)
+        window = (slice(top, top + self.crop), slice(left, left + self.crop))
+        return np.ascontiguousarray(image[window]), np.ascontiguousarray(mask[window])
+
+
+def composite_on(image: np.ndarray, mask: np.ndarray, background: np.ndarray, rng: random.Random) -> np.ndarray:
+    """Paste the person in ``image`` onto ``background`` (cover-fitted), with a soft edge."""
+    height, width = image.shape[:2]
+    scale = max(height / background.shape[0], width / background.shape[1]) * rng.uniform(1.0, 1.5)
+    bg = cv2.resize(background, (int(np.ceil(background.shape[1] * scale)), int(np.ceil(background.shape[0] * scale))))
+    top = rng.randint(0, bg.shape[0] - height)
+    left = rng.randint(0, bg.shape[1] - width)
+    bg = bg[top : top + height, left : left + width]
+    alpha = cv2.GaussianBlur(mask, (3, 3), 0).astype(np.uint16)[..., None]
+    return ((image.astype(np.uint16) * alpha + bg.astype(np.uint16) * (255 - alpha) + 127) // 255).astype(np.uint8)
+
+
+def cache_pairs(pairs: list[Pair], long_side: int = CACHE_LONG_SIDE, progress: bool = True):
+    """Read every pair once into memory; reading JPEGs each epoch would cost more than training."""
+    from tqdm import tqdm
+
+    return [read_pair(p, long_side) for p in tqdm(pairs, desc="loading pairs", disable=not progress, leave=False)]

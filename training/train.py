@@ -1,0 +1,352 @@
+"""The training loop: resumable, seeded, distributed-ready, logged to wandb and a local report."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from deepbg_live.model import CONFIGS, ModelConfig, build_model, normalise, save_weights
+from training import data as D
+from training.metrics import all_metrics
+from training.report import RunLogger
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on; saved in each checkpoint so ``--resume`` needs no flags."""
+
+    out: str = "runs/realtime"
+    data_root: str | None = "../shared/data"
+    images: list[str] = field(default_factory=list)  # extra or replacement image folders
+    masks: list[str] = field(default_factory=list)
+    val_images: list[str] = field(default_factory=list)
+    val_masks: list[str] = field(default_factory=list)
+    backgrounds: str | None = None
+    model: str = "realtime"
+    epochs: int = 60
+    batch_size: int = 16
+    crop: int = 128
+    final_crop: int = 192  # the last ``final_fraction`` of epochs trains at this crop
+    final_fraction: float = 0.15
+    optimizer: str = "adamw"  # "adamw" (cosine with warm-up) or "adam" (the original's, with StepLR)
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    step_lr_every: int = 3  # epochs per StepLR decay, original preset only
+    composite_p: float = 0.3
+    seed: int = 0
+    threads: int = 2
+    workers: int = 0
+    checkpoint_minutes: float = 5.0
+    max_minutes: float = 0.0  # stop cleanly after this long (0: no limit)
+    wandb: str = "offline"
+    samples_per_epoch: int = 0  # 0: the whole training set each epoch
+    val_limit: int = 0  # 0: the whole validation split
+
+    @property
+    def model_config(self) -> ModelConfig:
+        return CONFIGS[self.model]
+
+
+PRESETS = {
+    # The original project's recipe: 10 epochs, Adam at 1e-4 with StepLR, batch 16.
+    "original": dict(epochs=10, optimizer="adam", lr=1e-4, batch_size=16, crop=256, final_crop=256),
+}
+
+
+def dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    prob = torch.sigmoid(logits)
+    inter = (prob * target).sum(dim=(1, 2, 3))
+    total = prob.sum(dim=(1, 2, 3)) + target.sum(dim=(1, 2, 3))
+    return (1 - (2 * inter + 1) / (total + 1)).mean()
+
+
+def segmentation_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """BCE for per-pixel calibration plus Dice, which does not let the background dominate."""
+    return F.binary_cross_entropy_with_logits(logits, target) + dice_loss(logits, target)
+
+
+def learning_rate(cfg: TrainConfig, step: int, total_steps: int, steps_per_epoch: int) -> float:
+    if cfg.optimizer == "adam":
+        return cfg.lr * 0.5 ** (step // (steps_per_epoch * cfg.step_lr_every))
+    warmup = min(500, total_steps // 20)
+    if step < warmup:
+        return cfg.lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total_steps - warmup)
+    return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+class Distributed:
+    """Rank and world size under torchrun; a single process otherwise."""
+
+    def __init__(self):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def device(self) -> torch.device:
+        if torch.cuda.is_available():
+            torch.cuda.set_device(self.local_rank)
+            return torch.device("cuda", self.local_rank)
+        return torch.device("cpu")
+
+    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        if self.world == 1:
+            return model
+        ids = [self.local_rank] if torch.cuda.is_available() else None
+        return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+    def mean(self, value: float) -> float:
+        if self.world == 1:
+            return value
+        tensor = torch.tensor([value], dtype=torch.float64)
+        dist.all_reduce(tensor)
+        return float(tensor.item()) / self.world
+
+    def close(self) -> None:
+        if self.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def load_splits(cfg: TrainConfig) -> tuple[list[D.Pair], list[D.Pair]]:
+    train, val = [], []
+    if cfg.data_root:
+        train, val = D.split_pairs(D.shared_data_folders(Path(cfg.data_root)))
+    for images, masks in zip(cfg.images, cfg.masks, strict=True):
+        train += D.find_pairs(Path(images), Path(masks), source=Path(images).parent.name)
+    for images, masks in zip(cfg.val_images, cfg.val_masks, strict=True):
+        val += D.find_pairs(Path(images), Path(masks), source=Path(images).parent.name)
+    if not train:
+        raise D.DatasetError("no training pairs: give --data-root or --images/--masks")
+    return train, val
+
+
+class Trainer:
+    """Owns the model, optimiser and position in the run; ``run()`` trains to the last epoch."""
+
+    def __init__(self, cfg: TrainConfig, resume: bool = False):
+        self.cfg = cfg
+        self.out = Path(cfg.out)
+        self.dist = Distributed()
+        torch.manual_seed(cfg.seed)
+        if self.dist.device().type == "cpu":
+            torch.set_num_threads(cfg.threads)
+        self.device = self.dist.device()
+        self.model = build_model(cfg.model_config).to(self.device, memory_format=torch.channels_last)
+        self.net = self.dist.wrap(self.model)
+        self.optimizer = self.make_optimizer()
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda")
+        self.epoch, self.batch, self.step, self.best_iou = 0, 0, 0, -1.0
+        self.wandb_id = ""
+        if resume:
+            self.load_checkpoint(self.out / "last.pt")
+        self.out.mkdir(parents=True, exist_ok=True)
+        train_pairs, self.val_pairs = load_splits(cfg)
+        if cfg.val_limit:
+            self.val_pairs = self.val_pairs[:: max(1, len(self.val_pairs) // cfg.val_limit)][: cfg.val_limit]
+        background_dir = cfg.backgrounds or (Path(cfg.data_root) / "backgrounds" if cfg.data_root else None)
+        show = self.dist.main
+        self.dataset = D.SegmentationDataset(
+            D.cache_pairs(train_pairs, progress=show),
+            D.load_backgrounds(background_dir),
+            crop=cfg.crop,
+            long_side=cfg.model_config.long_side,
+            seed=cfg.seed,
+            composite_p=cfg.composite_p,
+        )
+        self.val_samples = D.cache_pairs(self.val_pairs, progress=show)
+        self.logger = RunLogger(self.out, cfg, self.wandb_id, enabled=self.dist.main)
+        self.wandb_id = self.logger.run_id
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        if self.cfg.optimizer == "adam":
+            return torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr)
+        return torch.optim.AdamW(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+
+    @property
+    def samples_per_epoch(self) -> int:
+        return self.cfg.samples_per_epoch or len(self.dataset)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.samples_per_epoch // (self.cfg.batch_size * self.dist.world)
+
+    def crop_for(self, epoch: int) -> int:
+        final_epochs = round(self.cfg.epochs * self.cfg.final_fraction)
+        return self.cfg.final_crop if epoch >= self.cfg.epochs - final_epochs else self.cfg.crop
+
+    def epoch_indices(self, epoch: int) -> list[int]:
+        """This rank's sample order for ``epoch``: a seeded permutation, sharded by rank."""
+        rng = np.random.default_rng([self.cfg.seed, epoch])
+        order = rng.permutation(len(self.dataset))
+        order = np.resize(order, self.samples_per_epoch)
+        per_rank = self.steps_per_epoch * self.cfg.batch_size
+        return order[self.dist.rank * per_rank : (self.dist.rank + 1) * per_rank].tolist()
+
+    def batches(self, epoch: int, first_batch: int):
+        self.dataset.epoch = epoch
+        self.dataset.crop = self.crop_for(epoch)
+        indices = self.epoch_indices(epoch)[first_batch * self.cfg.batch_size :]
+        sampler = [indices[i : i + self.cfg.batch_size] for i in range(0, len(indices), self.cfg.batch_size)]
+        return torch.utils.data.DataLoader(
+            self.dataset, batch_sampler=sampler, num_workers=self.cfg.workers, persistent_workers=False
+        )
+
+    def train_step(self, images: torch.Tensor, masks: torch.Tensor) -> float:
+        total = self.cfg.epochs * self.steps_per_epoch
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(self.cfg, self.step, total, self.steps_per_epoch)
+        images = images.to(self.device, memory_format=torch.channels_last, non_blocking=True)
+        masks = masks.to(self.device, non_blocking=True)
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.device.type == "cuda"):
+            loss = segmentation_loss(self.net(images).float(), masks)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.step += 1
+        return float(loss.item())
+
+    def run(self) -> dict:
+        """Train until ``cfg.epochs`` (or ``cfg.max_minutes``) and return the last metrics."""
+        started = last_save = time.monotonic()
+        metrics: dict = {}
+        from tqdm import tqdm
+
+        while self.epoch < self.cfg.epochs:
+            self.model.train()
+            losses = []
+            bar = tqdm(
+                self.batches(self.epoch, self.batch),
+                total=self.steps_per_epoch,
+                initial=self.batch,
+                desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}",
+                disable=not self.dist.main,
+                leave=False,
+            )
+            for images, masks in bar:
+                losses.append(self.train_step(images, masks))
+                self.batch += 1
+                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+                if self.step % 25 == 0:
+                    self.logger.log({"train/loss": np.mean(losses[-25:]), "lr": self.optimizer.param_groups[0]["lr"]}, self.step)
+                if time.monotonic() - last_save > self.cfg.checkpoint_minutes * 60:
+                    self.save_checkpoint("last.pt")
+                    last_save = time.monotonic()
+                if self.cfg.max_minutes and time.monotonic() - started > self.cfg.max_minutes * 60:
+                    self.save_checkpoint("last.pt")
+                    return metrics
+            metrics = self.end_epoch(float(self.dist.mean(np.mean(losses) if losses else 0.0)))
+            last_save = time.monotonic()
+        self.logger.finish()
+        return metrics
+
+    def end_epoch(self, train_loss: float) -> dict:
+        metrics = {"train/epoch_loss": train_loss, **self.validate()}
+        self.epoch += 1
+        self.batch = 0
+        if self.dist.main:
+            improved = metrics.get("val/iou", 0.0) > self.best_iou
+            if improved:
+                self.best_iou = metrics["val/iou"]
+            self.save_checkpoint("last.pt")
+            if improved:
+                self.save_checkpoint("best.pt")
+                save_weights(self.model, self.out / "best.safetensors", epoch=str(self.epoch), val_iou=f"{self.best_iou:.4f}")
+            self.logger.log({**metrics, "epoch": self.epoch}, self.step, images=self.sample_grid())
+            self.logger.write_report()
+            print(json.dumps({"epoch": self.epoch, "step": self.step, **{k: round(v, 4) for k, v in metrics.items()}}), flush=True)
+        return metrics
+
+    @torch.no_grad()
+    def predict(self, image: np.ndarray) -> np.ndarray:
+        """Person probability for one RGB image, at the runtime's inference scale."""
+        self.model.eval()
+        small = D.resize_long_side(image, self.cfg.model_config.long_side, cv2.INTER_AREA)
+        x = normalise(small).to(self.device, memory_format=torch.channels_last)
+        prob = torch.sigmoid(self.model(x))[0, 0].float().cpu().numpy()
+        return cv2.resize(prob, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
+
+    def validate(self) -> dict:
+        if not self.val_samples or not self.dist.main:
+            return {}
+        per_source: dict[str, list[dict]] = {}
+        losses = []
+        for pair, (image, mask) in zip(self.val_pairs, self.val_samples):
+            prob = self.predict(image)
+            truth = mask.astype(np.float32) / 255.0
+            per_source.setdefault(pair.source, []).append(all_metrics(prob, truth))
+            p = np.clip(prob, 1e-6, 1 - 1e-6)
+            losses.append(float(-(truth * np.log(p) + (1 - truth) * np.log(1 - p)).mean()))
+        metrics = {"val/loss": float(np.mean(losses))}
+        everything = [m for ms in per_source.values() for m in ms]
+        for key in everything[0]:
+            metrics[f"val/{key}"] = float(np.mean([m[key] for m in everything]))
+        for source, ms in per_source.items():
+            metrics[f"val/{source}/iou"] = float(np.mean([m["iou"] for m in ms]))
+        return metrics
+
+    def sample_grid(self, count: int = 6) -> np.ndarray | None:
+        """Image | truth | prediction rows for a fixed set of validation images."""
+        if not self.val_samples:
+            return None
+        picks = self.val_samples[:: max(1, len(self.val_samples) // count)][:count]
+        rows = []
+        for image, mask in picks:
+            small = D.resize_long_side(image, 160, cv2.INTER_AREA)
+            truth = D.resize_long_side(mask, 160, cv2.INTER_AREA)
+            pred = (self.predict(small) * 255).astype(np.uint8)
+            tile = [small, np.repeat(truth[..., None], 3, 2), np.repeat(pred[..., None], 3, 2)]
+            row = np.concatenate(tile, axis=1)
+            rows.append(np.pad(row, ((0, 0), (0, 480 - row.shape[1]), (0, 0)))[:, :480])
+        return np.concatenate(rows, axis=0)
+
+    def save_checkpoint(self, name: str) -> None:
+        if not self.dist.main:
+            return
+        checkpoint = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch,
+            "batch": self.batch,
+            "step": self.step,
+            "best_iou": self.best_iou,
+            "config": json.dumps(asdict(self.cfg.model_config)),
+            "train_config": json.dumps(asdict(self.cfg)),
+            "wandb_id": self.wandb_id,
+        }
+        tmp = self.out / f".{name}.tmp"
+        torch.save(checkpoint, tmp)
+        tmp.replace(self.out / name)  # atomic: a kill mid-write never corrupts the checkpoint
+
+    def load_checkpoint(self, path: Path) -> None:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        self.model.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.scaler.load_state_dict(checkpoint["scaler"])
+        self.epoch, self.batch = checkpoint["epoch"], checkpoint["batch"]
+        self.step, self.best_iou = checkpoint["step"], checkpoint["best_iou"]
+        self.wandb_id = checkpoint["wandb_id"]
+
+
+def read_config(path: Path) -> TrainConfig:
+    """The ``TrainConfig`` stored in a checkpoint (for ``--resume``)."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    return TrainConfig(**json.loads(checkpoint["train_config"]))
+
