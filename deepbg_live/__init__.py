@@ -1,0 +1,3 @@
+"""deepbg-live: real-time background replacement for webcams and video."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,9 @@
+"""The one exception type users see: a single line that says what went wrong and what to do."""
+
+
+class UserError(Exception):
+    """A problem caused by the user's input or machine, shown by the CLI as one line, no traceback.
+
+    The message should name the thing at fault and end with what to do, e.g.
+    ``"camera 3 could not be opened; list cameras with `v4l2-ctl --list-devices` or try --camera 0"``.
+    """
