@@ -64,10 +64,9 @@ PRESETS = {
 
 
 def dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Soft Dice over the whole batch: per-crop Dice would punish crops that hold no person."""
     prob = torch.sigmoid(logits)
-    inter = (prob * target).sum(dim=(1, 2, 3))
-    total = prob.sum(dim=(1, 2, 3)) + target.sum(dim=(1, 2, 3))
-    return (1 - (2 * inter + 1) / (total + 1)).mean()
+    return 1 - (2 * (prob * target).sum() + 1) / (prob.sum() + target.sum() + 1)
 
 
 def segmentation_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -222,13 +221,13 @@ class Trainer:
         self.step += 1
         return float(loss.item())
 
-    def run(self) -> dict:
-        """Train until ``cfg.epochs`` (or ``cfg.max_minutes``) and return the last metrics."""
+    def run(self, until_epoch: int | None = None) -> dict:
+        """Train until ``cfg.epochs`` (or ``until_epoch``, or ``cfg.max_minutes``); return the last metrics."""
         started = last_save = time.monotonic()
         metrics: dict = {}
         from tqdm import tqdm
 
-        while self.epoch < self.cfg.epochs:
+        while self.epoch < min(self.cfg.epochs, until_epoch or self.cfg.epochs):
             self.model.train()
             losses = []
             bar = tqdm(
@@ -253,7 +252,8 @@ class Trainer:
                     return metrics
             metrics = self.end_epoch(float(self.dist.mean(np.mean(losses) if losses else 0.0)))
             last_save = time.monotonic()
-        self.logger.finish()
+        if self.epoch >= self.cfg.epochs:
+            self.logger.finish()
         return metrics
 
     def end_epoch(self, train_loss: float) -> dict:

@@ -1,0 +1,85 @@
+"""Settings shared by every part of a run, and the model under test (ours, or a stand-in)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from deepbg_live.errors import UserError
+
+DEFAULT_DATA_ROOT = Path("../shared/data")  # the shared layout, relative to a checkout
+DEFAULT_OUT = Path("bench-out")
+
+
+@dataclass
+class Context:
+    """What every benchmark part needs: where to write, how hard to try, which weights and data."""
+
+    out: Path = DEFAULT_OUT
+    quick: bool = False
+    weights: str | None = None  # None: the shipped weights, else a random-init stand-in
+    data_root: Path = DEFAULT_DATA_ROOT
+    threads: int | None = None
+    progress: bool = True
+    notes: list[str] = field(default_factory=list)  # caveats that belong in the report
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        self.data_root = Path(self.data_root)
+        # Fixed, not "whatever torch picks", so two runs on one machine are comparable.
+        self.threads = self.threads or min(4, os.cpu_count() or 1)
+
+    def note(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
+
+    @cached_property
+    def scratch(self) -> Path:
+        """A folder for generated clips and temporary models, removed by ``cleanup()``."""
+        path = self.out / ".scratch"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.out / ".scratch", ignore_errors=True)
+
+    @cached_property
+    def weights_path(self) -> Path:
+        """Our model file: ``--weights``, else the shipped weights, else a random-init stand-in."""
+        from deepbg_live.engine import DEFAULT_WEIGHTS
+        from deepbg_live.model import DEFAULT_CONFIG, build_model, save_weights
+
+        if self.weights:
+            path = Path(self.weights)
+            if not path.is_file():
+                raise UserError(f"weights file '{path}' not found; check --weights")
+            return path
+        if DEFAULT_WEIGHTS.is_file():
+            return DEFAULT_WEIGHTS
+        self.note(
+            f"No trained weights at {DEFAULT_WEIGHTS} and no --weights given: our model is a randomly "
+            f"initialised '{DEFAULT_CONFIG}' U-Net. Speed figures are valid; accuracy and flicker are not."
+        )
+        path = self.scratch / "random-init.safetensors"
+        save_weights(build_model(DEFAULT_CONFIG), path)
+        return path
+
+    def segmenter(self, device: str = "cpu", backend: str | None = None):
+        """Our ``Segmenter`` with the run's thread count (on a CPU, ONNX Runtime unless told)."""
+        from deepbg_live.engine import Segmenter
+
+        return Segmenter(self.weights_path, device=device, threads=self.threads, backend=backend)
+
+
+def prob_at(prob: np.ndarray, frame: np.ndarray) -> np.ndarray:
+    """A model-resolution probability map resized to the frame (linear, as the runtime does)."""
+    height, width = frame.shape[:2]
+    if prob.shape[:2] == (height, width):
+        return prob.astype(np.float32, copy=False)
+    return cv2.resize(prob.astype(np.float32, copy=False), (width, height), interpolation=cv2.INTER_LINEAR)

@@ -1,0 +1,171 @@
+"""Part 2: the whole pipeline on a clip at 640x480, 1280x720 and 1920x1080.
+
+Two modes per resolution: "file" (as fast as possible, no frame dropped: sustained fps and
+per-stage cost) and "live" (the file played as a 30 fps camera: capture-to-output latency and
+dropped frames). The output is an H.264 file, so the output stage includes encoding.
+
+The clip is generated (a still portrait filmed by a swaying, noisy static camera, encoded as
+H.264) unless ``--clip`` names one, which is then re-encoded at each resolution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from benchmarks.context import Context
+from benchmarks.temporal import camera_frame, portrait_pairs
+from benchmarks.timing import ResourceMeter
+
+FPS = 30
+RESOLUTIONS = ["640x480", "1280x720", "1920x1080"]
+
+
+@dataclass
+class PipelineSettings:
+    resolutions: list[str] = field(default_factory=lambda: list(RESOLUTIONS))
+    frames: int = 300  # per resolution, file mode
+    live_frames: int = 300  # per resolution, live mode (10 s at 30 fps)
+    live_all: bool = True  # live mode at every resolution; False: only at the first
+    clip: str | None = None  # a video to use instead of the generated one
+    background: str = "blur"  # "blur" (the costlier, realistic case) or "color"
+
+    @classmethod
+    def for_mode(cls, quick: bool) -> PipelineSettings:
+        if quick:
+            return cls(frames=40, live_frames=60, live_all=False)
+        return cls()
+
+
+def parse_resolution(text: str) -> tuple[int, int]:
+    width, height = (int(n) for n in text.lower().split("x"))
+    return width, height
+
+
+# --- the input clip ---------------------------------------------------------------------------
+
+
+def scene(width: int, height: int, ctx: Context) -> np.ndarray:
+    """A BGR picture of a person for the generated clip: a real portrait when data is present."""
+    pairs = portrait_pairs(ctx.data_root, 1)
+    if not pairs:
+        return synthetic_person(width, height)
+    still = cv2.imread(str(pairs[0].image), cv2.IMREAD_COLOR)
+    # Fit the portrait to the frame height and fill the sides with a blurred copy, like a phone video.
+    backdrop = cv2.GaussianBlur(cv2.resize(still, (width, height)), (0, 0), 15)
+    scale = height / still.shape[0]
+    fitted = cv2.resize(still, (min(width, round(still.shape[1] * scale)), height), interpolation=cv2.INTER_AREA)
+    left = (width - fitted.shape[1]) // 2
+    backdrop[:, left : left + fitted.shape[1]] = fitted
+    return backdrop
+
+
+def synthetic_person(width: int, height: int) -> np.ndarray:
+    """A head and shoulders over a gradient, for when there are no photos."""
+    image = np.empty((height, width, 3), np.uint8)
+    image[:] = np.linspace(60, 190, width, dtype=np.uint8)[None, :, None]
+    cx, unit = width // 2, height // 8
+    cv2.ellipse(image, (cx, 3 * unit), (unit, int(1.3 * unit)), 0, 0, 360, (120, 150, 210), -1)
+    cv2.ellipse(image, (cx, 8 * unit), (3 * unit, 3 * unit), 0, 180, 360, (90, 60, 40), -1)
+    return image
+
+
+def generated_frames(width: int, height: int, count: int, ctx: Context) -> Iterator[np.ndarray]:
+    base = scene(width, height, ctx)
+    rng = np.random.default_rng(0)
+    for t in range(count):
+        yield camera_frame(base, t, rng)
+
+
+def file_frames(path: Path, width: int, height: int, count: int) -> Iterator[np.ndarray]:
+    with av.open(str(path)) as container:
+        for i, frame in enumerate(container.decode(video=0)):
+            if i >= count:
+                break
+            yield cv2.resize(frame.to_ndarray(format="bgr24"), (width, height), interpolation=cv2.INTER_AREA)
+
+
+def write_clip(path: Path, frames: Iterator[np.ndarray], width: int, height: int, fps: int = FPS) -> Path:
+    """Encode BGR frames as H.264 (as a phone or screen recorder would), MPEG-4 if unavailable."""
+    codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=Fraction(fps))
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        if codec == "libx264":
+            stream.options = {"preset": "veryfast", "crf": "23"}
+        for image in frames:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")))
+        out.mux(stream.encode())
+    return path
+
+
+def prepare_clip(resolution: str, count: int, settings: PipelineSettings, ctx: Context) -> Path:
+    width, height = parse_resolution(resolution)
+    path = ctx.scratch / f"clip-{resolution}-{count}.mp4"
+    if not path.exists():
+        if settings.clip:
+            frames = file_frames(Path(settings.clip), width, height, count)
+        else:
+            frames = generated_frames(width, height, count, ctx)
+        write_clip(path, frames, width, height)
+    return path
+
+
+# --- running it -------------------------------------------------------------------------------
+
+
+def make_background(kind: str):
+    from deepbg_live.composite import BlurBackground, ColorBackground
+
+    return BlurBackground() if kind == "blur" else ColorBackground()
+
+
+def run_once(clip: Path, resolution: str, live: bool, settings: PipelineSettings, ctx: Context, segmenter) -> dict:
+    """One pass of the real ``Pipeline`` over ``clip``; its stage timings plus CPU and memory."""
+    from deepbg_live.capture import open_source
+    from deepbg_live.pipeline import Pipeline
+    from deepbg_live.refine import EdgeRefiner
+    from deepbg_live.sinks import VideoFileSink
+    from deepbg_live.smoothing import TemporalSmoother
+
+    width, height = parse_resolution(resolution)
+    segmenter(np.zeros((height, width, 3), np.uint8))  # warm the backend outside the timing
+    sink = VideoFileSink(ctx.scratch / f"out-{resolution}.mp4", fps=FPS, size=(width, height))
+    pipeline = Pipeline(segmenter, make_background(settings.background), [sink], TemporalSmoother(), EdgeRefiner())
+    with open_source(input=str(clip), realtime=live) as source, ResourceMeter() as meter:
+        stats = pipeline.run(source, progress=ctx.progress and not live)
+    return {
+        "resolution": resolution,
+        "mode": "live" if live else "file",
+        **stats.summary(),
+        "cpu_percent": meter.usage.cpu_percent,
+        "peak_rss_mb": meter.usage.peak_rss_mb,
+        "wall_s": meter.usage.wall_s,
+        "latencies_ms": [round(v, 2) for v in stats.latencies],
+    }
+
+
+def run(ctx: Context, settings: PipelineSettings | None = None) -> dict:
+    settings = settings or PipelineSettings.for_mode(ctx.quick)
+    segmenter = ctx.segmenter(device="auto")
+    jobs = [(r, False) for r in settings.resolutions]
+    jobs += [(r, True) for r in (settings.resolutions if settings.live_all else settings.resolutions[:1])]
+    rows = []
+    for resolution, live in tqdm(jobs, desc="pipeline", disable=not ctx.progress):
+        count = settings.live_frames if live else settings.frames
+        clip = prepare_clip(resolution, count, settings, ctx)
+        rows.append(run_once(clip, resolution, live, settings, ctx, segmenter))
+    return {
+        "settings": asdict(settings),
+        "backend": segmenter.backend,
+        "long_side": segmenter.long_side,
+        "threads": ctx.threads,
+        "rows": rows,
+    }

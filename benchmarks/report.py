@@ -1,0 +1,356 @@
+"""Results to disk: ``results.json`` (everything, with the machine and command), ``report.md``
+(tables a person reads) and PNG plots (matplotlib, Agg backend: no display needed)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+
+from deepbg_live.pipeline import STAGES  # noqa: E402
+
+PARTS = ("model", "pipeline", "accuracy", "temporal", "training", "reference")
+TITLES = {
+    "model": "1. Model throughput",
+    "pipeline": "2. Pipeline",
+    "accuracy": "3. Accuracy",
+    "temporal": "4. Temporal stability",
+    "training": "5. Training throughput",
+    "reference": "6. Reference model",
+}
+
+
+def write_all(results: dict, out: Path) -> Path:
+    """Write the JSON, the plots and the markdown report; returns the report's path."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=1, default=_jsonable) + "\n")
+    plots = write_plots(results, out)
+    report = out / "report.md"
+    report.write_text(markdown(results, plots))
+    return report
+
+
+def _jsonable(value: object) -> object:
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+# --- markdown ---------------------------------------------------------------------------------
+
+
+def fmt(value: object, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "–"
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def table(headers: list[str], rows: list[list[object]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(fmt(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def markdown(results: dict, plots: dict[str, list[str]]) -> str:
+    meta = results["meta"]
+    parts = [header(meta)]
+    for name in PARTS:
+        if name in results:
+            body = SECTIONS[name](results[name])
+            images = "".join(f"\n![{p}]({p})\n" for p in plots.get(name, []))
+            parts.append(f"## {TITLES[name]}\n\n{body}{images}")
+    return "\n".join(parts)
+
+
+def header(meta: dict) -> str:
+    system = meta["system"]
+    libraries = ", ".join(f"{k} {v}" for k, v in system["libraries"].items())
+    gpu = system.get("gpu") or "none"
+    lines = [
+        "# deepbg-live benchmarks\n",
+        f"- Command: `{system['command']}` ({'quick' if meta['quick'] else 'full'} mode, {meta['duration_s']:.0f} s)",
+        f"- Date: {system['date']}, commit {system['commit'] or 'unknown'}",
+        f"- Machine: {system['cpu']}, {system['cores']} cores, {system['memory_gb']} GB, GPU: {gpu}; "
+        f"load average at start {system['load_average_1m']}, benchmark threads {meta['threads']}",
+        f"- Libraries: {libraries}",
+        f"- Our model: `{meta['weights']}`",
+    ]
+    if meta["notes"]:
+        lines += ["", "**Notes**", ""] + [f"- {note}" for note in meta["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+def model_section(data: dict) -> str:
+    rows = [
+        [
+            r["config"],
+            r["backend"],
+            r["input"],
+            f"{r['params'] / 1e6:.2f}M",
+            r["gmacs"],
+            r["p50_ms"],
+            r["p95_ms"],
+            1000 / r["p50_ms"],
+        ]
+        for r in data["rows"]
+    ]
+    headers = ["config", "backend", "input", "params", "GMACs", "p50 ms", "p95 ms", "fps at p50"]
+    note = f"Batch 1, {data['threads']} threads, warm-up excluded. 1 MAC = 2 FLOPs.\n\n"
+    return note + table(headers, rows)
+
+
+def pipeline_section(data: dict) -> str:
+    file_rows = [r for r in data["rows"] if r["mode"] == "file"]
+    live_rows = [r for r in data["rows"] if r["mode"] == "live"]
+    stage_headers = [f"{s} p50/p95" for s in STAGES]
+    rows = [
+        [r["resolution"], r["fps"], *[_pair(r, s) for s in STAGES], r["cpu_percent"], r["peak_rss_mb"]] for r in file_rows
+    ]
+    text = (
+        f"Backend {data['backend']}, model long side {data['long_side']}, {data['threads']} threads; "
+        "blurred background, H.264 file output. Stage times in ms; CPU % where 100 = one core. "
+        "'capture' is the wait from a frame being decoded to segmentation picking it up.\n\n"
+        "**As fast as possible (file, no drops)**\n\n"
+        + table(["resolution", "fps", *stage_headers, "CPU %", "peak MB"], rows)
+    )
+    if live_rows:
+        live = [
+            [r["resolution"], r["latency_p50_ms"], r["latency_p95_ms"], f"{r['dropped']} / {r['frames'] + r['dropped']}", r["fps"], r["cpu_percent"]]
+            for r in live_rows
+        ]
+        text += "\n**Live-paced (the file played as a 30 fps camera)**\n\n" + table(
+            ["resolution", "latency p50 ms", "latency p95 ms", "dropped / frames", "fps", "CPU %"], live
+        )
+    return text
+
+
+def _pair(row: dict, stage: str) -> str:
+    p50, p95 = row.get(f"{stage}_p50_ms"), row.get(f"{stage}_p95_ms")
+    return "–" if p50 is None else f"{p50:.1f} / {p95:.1f}"
+
+
+METRIC_HEADERS = ["IoU", "mIoU", "Dice", "boundary F", "MAD"]
+METRIC_KEYS = ["iou", "miou", "dice", "boundary_f", "mad"]
+
+
+def accuracy_section(data: dict) -> str:
+    text = f"{data['pairs']} image/mask pairs" + (
+        f" (folders {data['settings']['images']} / {data['settings']['masks']})."
+        if data["settings"]["images"]
+        else " from the fixed validation split."
+    )
+    text += " Scored at each image's own resolution; MAD on the soft probability.\n\n"
+    rows = []
+    for model, scores in data["models"].items():
+        for dataset, m in scores["per_dataset"].items():
+            rows.append([model, dataset, m["pairs"], *[m[k] for k in METRIC_KEYS]])
+        rows.append([f"**{model}**", "**all**", scores["overall"]["pairs"], *[scores["overall"][k] for k in METRIC_KEYS]])
+    return text + table(["model", "dataset", "pairs", *METRIC_HEADERS], rows)
+
+
+def temporal_section(data: dict) -> str:
+    if not data["rows"]:
+        return "Nothing measured (no clips found).\n"
+    strength = data["rows"][0]["strength"]
+    text = (
+        f"Smoothing strength {strength} when on; edge refinement {'on' if data['settings']['refine'] else 'off'} in both. "
+        "Flicker = mean |Δalpha| (0..1) on pixels whose truth did not change; lag = the truth delay in frames "
+        "that best matches the output. 'still' clips are made from portraits (sub-pixel sway, noise, exposure drift).\n\n"
+    )
+    keys = ["flicker", "dtssd", "iou", "mad", "lag_frames"]
+    headers = ["model", "clips", *[f"{k} off / on" for k in keys]]
+    rows = [
+        [model, kind, *[f"{fmt(v['off'][k], 4)} / {fmt(v['on'][k], 4)}" for k in keys]]
+        for model, kinds in data["summary"].items()
+        for kind, v in kinds.items()
+    ]
+    per_clip = [
+        [r["model"], r["sequence"], r["frames"], *[f"{fmt(r['off'][k], 4)} / {fmt(r['on'][k], 4)}" for k in keys]]
+        for r in data["rows"]
+    ]
+    return text + table(headers, rows) + "\nPer clip:\n\n" + table(["model", "clip", "frames", *headers[2:]], per_clip)
+
+
+def training_section(data: dict) -> str:
+    s = data["settings"]
+    text = (
+        f"One optimiser step (forward, BCE + Dice, backward, AdamW) on random {s['crop']}² crops, batch {s['batch_size']}, "
+        f"device {data['device']}, {data['threads']} threads; data loading and augmentation excluded.\n\n"
+    )
+    rows = [[r["config"], r["images_per_s"], r["p50_ms"], r["p95_ms"], r["n"]] for r in data["rows"]]
+    return text + table(["config", "images/s", "step p50 ms", "step p95 ms", "steps"], rows)
+
+
+def reference_section(data: dict) -> str:
+    m = data["model"]
+    text = f"`{m['path']}`: layout {m['layout']}, input {m['input']}, normalisation {m['norm']}, {m['channels']}.\n\n"
+    rows = [
+        [model, size, s["p50_ms"], s["p95_ms"]] for model, sizes in data["latency"].items() for size, s in sizes.items()
+    ]
+    text += "Per-frame latency (preprocess + inference, BGR frame in):\n\n" + table(["model", "frame", "p50 ms", "p95 ms"], rows)
+    if "accuracy" in data:
+        text += "\n" + accuracy_section(data["accuracy"])
+    if "temporal" in data:
+        text += "\n" + temporal_section(data["temporal"])
+    return text
+
+
+SECTIONS: dict[str, Callable[[dict], str]] = {
+    "model": model_section,
+    "pipeline": pipeline_section,
+    "accuracy": accuracy_section,
+    "temporal": temporal_section,
+    "training": training_section,
+    "reference": reference_section,
+}
+
+
+# --- plots ------------------------------------------------------------------------------------
+
+
+def write_plots(results: dict, out: Path) -> dict[str, list[str]]:
+    """Every plot the results allow, by part; file names are relative to ``out``."""
+    makers = {
+        "model": [("model_latency.png", plot_model_latency)],
+        "pipeline": [("pipeline_fps.png", plot_pipeline_fps), ("pipeline_latency.png", plot_live_latency)],
+        "accuracy": [("accuracy.png", plot_accuracy)],
+        "temporal": [("flicker.png", plot_flicker)],
+        "training": [("training.png", plot_training)],
+        "reference": [("reference_accuracy.png", _nested(plot_accuracy, "accuracy")), ("reference_flicker.png", _nested(plot_flicker, "temporal"))],
+    }
+    written: dict[str, list[str]] = {}
+    for part, plots in makers.items():
+        for filename, plot in plots:
+            if part in results and plot(results[part], out / filename):
+                written.setdefault(part, []).append(filename)
+    return written
+
+
+def _nested(plot: Callable[[dict, Path], bool], key: str) -> Callable[[dict, Path], bool]:
+    return lambda data, path: key in data and plot(data[key], path)
+
+
+def _save(fig: plt.Figure, path: Path) -> bool:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def plot_model_latency(data: dict, path: Path) -> bool:
+    """Histogram of per-frame latency, one panel per config and input, backends overlaid."""
+    panels: dict[str, list[dict]] = {}
+    for row in data["rows"]:
+        panels.setdefault(f"{row['config']} {row['input']}", []).append(row)
+    if not panels:
+        return False
+    columns = min(4, len(panels))
+    lines = math.ceil(len(panels) / columns)
+    fig, axes = plt.subplots(lines, columns, figsize=(4 * columns, 3 * lines), squeeze=False)
+    for ax, (title, rows) in zip(axes.flat, panels.items()):
+        for row in rows:
+            ax.hist(row["samples_ms"], bins=30, alpha=0.6, label=row["backend"])
+        ax.set_title(title)
+        ax.set_xlabel("ms per frame")
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.axis("off")
+    return _save(fig, path)
+
+
+def plot_pipeline_fps(data: dict, path: Path) -> bool:
+    """Sustained fps per resolution, and where each frame's time goes (stage p50s)."""
+    rows = [r for r in data["rows"] if r["mode"] == "file"]
+    if not rows:
+        return False
+    labels = [r["resolution"] for r in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    left.bar(labels, [r["fps"] for r in rows], color="tab:blue")
+    left.axhline(30, color="grey", linestyle="--", label="30 fps")
+    left.set_ylabel("frames per second")
+    left.set_title("Sustained fps (file input)")
+    left.legend()
+    bottom = [0.0] * len(rows)
+    for stage in STAGES:
+        values = [r.get(f"{stage}_p50_ms", 0.0) for r in rows]
+        right.bar(labels, values, bottom=bottom, label=stage)
+        bottom = [b + v for b, v in zip(bottom, values)]
+    right.set_ylabel("ms (p50; stages overlap in threads)")
+    right.set_title("Per-stage time")
+    right.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def plot_live_latency(data: dict, path: Path) -> bool:
+    rows = [r for r in data["rows"] if r["mode"] == "live" and r.get("latencies_ms")]
+    if not rows:
+        return False
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for row in rows:
+        ax.hist(row["latencies_ms"], bins=30, alpha=0.6, label=row["resolution"])
+    ax.set_xlabel("capture-to-output latency, ms")
+    ax.set_ylabel("frames")
+    ax.set_title("Live-paced latency (30 fps)")
+    ax.legend()
+    return _save(fig, path)
+
+
+def plot_accuracy(data: dict, path: Path) -> bool:
+    """Foreground IoU per dataset, one bar per model."""
+    models = data["models"]
+    datasets = sorted({d for m in models.values() for d in m["per_dataset"]})
+    if not datasets:
+        return False
+    fig, ax = plt.subplots(figsize=(max(6, 1.5 * len(datasets)), 4))
+    width = 0.8 / len(models)
+    for i, (name, scores) in enumerate(models.items()):
+        values = [scores["per_dataset"].get(d, {}).get("iou", 0.0) for d in datasets]
+        ax.bar([x + i * width for x in range(len(datasets))], values, width, label=name)
+    ax.set_xticks([x + width * (len(models) - 1) / 2 for x in range(len(datasets))], datasets, rotation=15)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("foreground IoU")
+    ax.set_title("Accuracy per dataset")
+    ax.legend()
+    return _save(fig, path)
+
+
+def plot_flicker(data: dict, path: Path) -> bool:
+    """Flicker per clip with smoothing off and on (one panel per model)."""
+    rows = data["rows"]
+    models = sorted({r["model"] for r in rows})
+    if not rows:
+        return False
+    fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4), squeeze=False)
+    for ax, model in zip(axes.flat, models):
+        mine = [r for r in rows if r["model"] == model]
+        xs = range(len(mine))
+        ax.bar([x - 0.2 for x in xs], [r["off"]["flicker"] for r in mine], 0.4, label="smoothing off")
+        ax.bar([x + 0.2 for x in xs], [r["on"]["flicker"] for r in mine], 0.4, label="smoothing on")
+        ax.set_xticks(list(xs), [r["sequence"] for r in mine], rotation=20, fontsize=7)
+        ax.set_ylabel("flicker (mean |Δalpha|)")
+        ax.set_title(f"Flicker: {model}")
+        ax.legend()
+    return _save(fig, path)
+
+
+def plot_training(data: dict, path: Path) -> bool:
+    rows = data["rows"]
+    if not rows:
+        return False
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.bar([r["config"] for r in rows], [r["images_per_s"] for r in rows], color="tab:green")
+    ax.set_ylabel("images per second")
+    ax.set_title(f"Training step throughput ({data['device']})")
+    return _save(fig, path)

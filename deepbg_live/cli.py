@@ -1,0 +1,213 @@
+"""The ``deepbg-live`` command: parse options, build the pipeline, run it, report errors in one line."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+
+import click
+import cv2
+
+from deepbg_live.capture import open_source
+from deepbg_live.composite import (
+    DEFAULT_COLOR,
+    Background,
+    BlurBackground,
+    ColorBackground,
+    ImageBackground,
+    VideoBackground,
+)
+from deepbg_live.engine import Segmenter
+from deepbg_live.errors import UserError
+from deepbg_live.pipeline import Pipeline, Result
+from deepbg_live.refine import EdgeRefiner
+from deepbg_live.sinks import (
+    FolderSink,
+    ImageFileSink,
+    MaskSink,
+    PreviewWindow,
+    VideoFileSink,
+    VirtualCameraSink,
+)
+from deepbg_live.smoothing import TemporalSmoother
+
+PALETTE = ("#00ff00", "#0000ff", "#ffffff", "#0a4678", "#202020")  # colours the c key cycles through
+BLUR_STEPS = (15, 31, 61)  # blur kernels the b key cycles through
+VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"}
+
+
+def parse_size(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+        if width <= 0 or height <= 0:
+            raise ValueError
+    except ValueError:
+        raise UserError(f"bad --size {text!r}: use WIDTHxHEIGHT, for example 1280x720") from None
+    return width, height
+
+
+def choose_background(color: str | None, image: str | None, video: str | None, blur: int | None) -> Background:
+    chosen = [name for name, value in (("--color", color), ("--image", image), ("--video", video), ("--blur", blur)) if value]
+    if len(chosen) > 1:
+        raise UserError(f"choose one background, not {' and '.join(chosen)}")
+    if image:
+        return ImageBackground(image)
+    if video:
+        return VideoBackground(video)
+    if blur:
+        return BlurBackground(blur)
+    return ColorBackground(color or DEFAULT_COLOR)
+
+
+class Hotkeys:
+    """The preview window's keys: quit, pause, snapshot, overlay, and cycling the background."""
+
+    def __init__(self, pipeline: Pipeline, window: PreviewWindow, user_backgrounds: list[Background]):
+        self.pipeline, self.window = pipeline, window
+        self.user_backgrounds = user_backgrounds
+        self.colour, self.blur, self.user = 0, 0, 0
+        self.last: Result | None = None
+        self.ticks: list[float] = []
+
+    def __call__(self, result: Result) -> bool:
+        self.last = result
+        self._update_overlay()
+        action = self.window.poll_key()
+        while action == "pause":
+            action = self.window.poll_key()
+            while action is None:
+                action = self.window.poll_key()
+            if action == "pause":  # a second space resumes
+                action = None
+                break
+        return self.handle(action)
+
+    def handle(self, action: str | None) -> bool:
+        if action == "quit":
+            return False
+        if action == "color":
+            self.colour = (self.colour + 1) % len(PALETTE)
+            self.pipeline.background = ColorBackground(PALETTE[self.colour])
+        elif action == "background":
+            self.blur = (self.blur + 1) % len(BLUR_STEPS)
+            self.pipeline.background = BlurBackground(BLUR_STEPS[self.blur])
+        elif action == "image" and self.user_backgrounds:
+            self.user = (self.user + 1) % len(self.user_backgrounds)
+            self.pipeline.background = self.user_backgrounds[self.user]
+        elif action == "snapshot" and self.last is not None:
+            path = Path(time.strftime("deepbg-snapshot-%Y%m%d-%H%M%S.png"))
+            cv2.imwrite(str(path), self.last.image)
+            click.echo(f"saved {path}", err=True)
+        elif action == "stats":
+            self.window.show_stats = not self.window.show_stats
+        return True
+
+    def _update_overlay(self) -> None:
+        now = time.perf_counter()
+        self.ticks = [t for t in self.ticks if now - t < 1.0] + [now]
+        latency = self.pipeline.stats.latencies[-1] if self.pipeline.stats.latencies else 0.0
+        self.window.set_stats(len(self.ticks), latency)
+
+
+def build_sinks(source, output, window, virtual_cam, vcam_device, vcam_format, save_mask, transparent) -> list:
+    sinks: list = []
+    if output:
+        output = Path(output)
+        if source.kind in ("image",):
+            sinks.append(ImageFileSink(output))
+        elif source.kind == "folder":
+            sinks.append(FolderSink(output, suffix=".png"))
+        elif output.suffix.lower() not in VIDEO_SUFFIXES and not output.suffix:
+            sinks.append(FolderSink(output, suffix=".png"))
+        else:
+            audio = source.path if source.kind == "video" else None
+            sinks.append(VideoFileSink(output, source.fps, source.size, audio_from=audio, transparent=transparent))
+    if save_mask:
+        sinks.append(MaskSink(save_mask))
+    if virtual_cam:
+        width, height = source.size
+        sinks.append(VirtualCameraSink(width, height, source.fps, device=vcam_device, fmt=vcam_format))
+    if window:
+        sinks.append(PreviewWindow())
+    if not sinks:
+        raise UserError("nothing to do: give --output PATH, --virtual-cam, --save-mask DIR or --window")
+    return sinks
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.option("--camera", default=None, help="Camera index (0, 1, ...) or device path.")
+@click.option("--input", "input_path", default=None, help="Video file, image file, or folder of images.")
+@click.option("--sequence", is_flag=True, help="Treat an --input folder as ordered video frames.")
+@click.option("--realtime", is_flag=True, help="Pace a video file at its frame rate, like a live camera.")
+@click.option("--size", default=None, help="Requested camera size, WIDTHxHEIGHT.")
+@click.option("--fps", type=float, default=None, help="Requested camera frame rate (or --sequence frame rate).")
+@click.option("--color", default=None, help=f"Background colour: #RRGGBB, #RGB or a name [default: {DEFAULT_COLOR}].")
+@click.option("--image", default=None, help="Background image, cover-fitted to the frame.")
+@click.option("--video", default=None, help="Background video, looped.")
+@click.option("--blur", type=int, default=None, help="Blur the real background with this kernel size.")
+@click.option("--transparent", is_flag=True, help="Write an alpha channel instead of a background (PNG, WebM, MOV).")
+@click.option("--show-mask", is_flag=True, help="Output the mask instead of the composite.")
+@click.option("--output", "-o", default=None, help="Output video, image or folder.")
+@click.option("--virtual-cam", is_flag=True, help="Send the result to a virtual camera (Zoom, Meet, OBS).")
+@click.option("--vcam-device", default=None, help="Virtual camera device, e.g. /dev/video10.")
+@click.option("--vcam-format", type=click.Choice(["RGB", "BGR", "I420", "YUYV", "NV12", "UYVY"]), default="RGB", help="Virtual camera pixel format.")
+@click.option("--save-mask", default=None, help="Also write each frame's alpha as an 8-bit PNG in this folder.")
+@click.option("--window/--no-window", default=None, help="Preview window [default: on for cameras, off for files].")
+@click.option("--model", default=None, help="Model weights (.safetensors, .pt or .onnx) [default: the shipped model].")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", help="Where the model runs.")
+@click.option("--smoothing", type=click.FloatRange(0, 1), default=0.5, help="Temporal smoothing, 0 (off) to 1.")
+@click.option("--feather", type=click.IntRange(0, 100), default=0, help="Soften the mask edge by this many pixels.")
+@click.option("--refine/--no-refine", default=True, help="Guided-filter edge refinement.")
+@click.option("--progress/--no-progress", default=True, help="Progress bar for file inputs.")
+def main(**options) -> None:
+    """Replace the background behind people in camera or video frames, in real time."""
+    try:
+        run(**options)
+    except UserError as error:
+        click.echo(f"Error: {error}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def run(camera, input_path, sequence, realtime, size, fps, color, image, video, blur, transparent, show_mask,
+        output, virtual_cam, vcam_device, vcam_format, save_mask, window, model, device, smoothing, feather,
+        refine, progress) -> None:  # fmt: skip
+    if (camera is None) == (input_path is None):
+        raise UserError("give exactly one of --camera N or --input PATH")
+    background = choose_background(color, image, video, blur)
+    segmenter = Segmenter(model, device=device)
+    source = open_source(camera=camera, input=input_path, sequence=sequence, realtime=realtime, size=parse_size(size), fps=fps)
+    _stop_on_sigterm()
+    with source:
+        window = source.kind == "camera" if window is None else window
+        sinks = build_sinks(source, output, window, virtual_cam, vcam_device, vcam_format, save_mask, transparent)
+        mode = "transparent" if transparent else "mask" if show_mask else "composite"
+        pipeline = Pipeline(segmenter, background, sinks, TemporalSmoother(smoothing if _is_temporal(source) else 0.0),
+                            EdgeRefiner(feather=feather, guided=refine), mode=mode)  # fmt: skip
+        preview = next((s for s in sinks if isinstance(s, PreviewWindow)), None)
+        controller = Hotkeys(pipeline, preview, [background] if image or video else []) if preview else None
+        stats = pipeline.run(source, progress=progress, controller=controller)
+    summary = stats.summary()
+    click.echo(f"{stats.frames} frames at {summary['fps']:.1f} fps" + (f", {stats.dropped} dropped" if stats.dropped else ""), err=True)
+
+
+def _is_temporal(source) -> bool:
+    return source.kind in ("camera", "video", "sequence")
+
+
+def _stop_on_sigterm() -> None:
+    """Make SIGTERM unwind like Ctrl-C, so outputs are finalised instead of cut off."""
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+"""Synthetic test media, generated on the fly so the tests need no fixtures on disk or network.
+
+Everything is deterministic: ``clip_frame(i, ...)`` is exactly what frame ``i`` of ``make_clip`` showed
+before encoding, so tests can compare decoded frames against it (allowing for H.264 loss).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+BACKGROUND_BGR = (40, 160, 40)  # green
+SQUARE_BGR = (30, 30, 220)  # red
+AUDIO_RATE = 48000
+TONE_HZ = 440.0
+
+
+def clip_frame(i: int, size: tuple[int, int] = (320, 240), frames: int = 30) -> np.ndarray:
+    """Frame ``i`` of the test clip: a red square sliding left to right over a green field."""
+    w, h = size
+    img = np.empty((h, w, 3), np.uint8)
+    img[:] = BACKGROUND_BGR
+    side = max(4, min(w, h) // 4)
+    x = int((w - side) * i / max(1, frames - 1))
+    y = (h - side) // 2
+    img[y : y + side, x : x + side] = SQUARE_BGR
+    return img
+
+
+def tone(samples: int, start: int = 0, rate: int = AUDIO_RATE) -> np.ndarray:
+    """A quiet sine tone, float32 in [-0.5, 0.5], continuing from sample ``start``."""
+    t = (np.arange(samples) + start) / rate
+    return (0.5 * np.sin(2 * np.pi * TONE_HZ * t)).astype(np.float32)
+
+
+def make_clip(
+    path: str | Path,
+    frames: int = 30,
+    size: tuple[int, int] = (320, 240),
+    fps: float = 30,
+    audio: bool = True,
+    *,
+    codec: str = "libx264",
+    audio_codec: str | None = None,
+    noise: float = 0.0,
+) -> Path:
+    """Write a short clip (H.264 + AAC by default) with a moving square and, optionally, a sine tone.
+
+    ``noise`` (pixel std-dev) adds texture so encoders and decoders work at a realistic bitrate
+    (benchmarks); tests leave it at 0 so frames stay comparable with ``clip_frame``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rate = Fraction(fps).limit_denominator(1001)
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w") as out:
+        video = out.add_stream(codec, rate=rate)
+        video.width, video.height = size
+        video.pix_fmt = "yuv420p"
+        if codec == "libx264":
+            video.options = {"preset": "ultrafast"}
+        sound = None
+        if audio:
+            sound = out.add_stream(audio_codec or _default_audio_codec(path), rate=AUDIO_RATE, layout="mono")
+        for i in range(frames):
+            img = clip_frame(i, size, frames)
+            if noise:
+                img = np.clip(img + rng.normal(0, noise, img.shape), 0, 255).astype(np.uint8)
+            frame = av.VideoFrame.from_ndarray(img, format="bgr24")
+            frame.pts = i
+            frame.time_base = 1 / rate
+            out.mux(video.encode(frame))
+        out.mux(video.encode())
+        if sound is not None:
+            _write_tone(out, sound, frames / float(rate))
+    return path
+
+
+def _default_audio_codec(path: Path) -> str:
+    return "libopus" if path.suffix.lower() == ".webm" else "aac"
+
+
+def _write_tone(out: av.container.OutputContainer, sound: av.AudioStream, seconds: float) -> None:
+    total = round(seconds * AUDIO_RATE)
+    for start in range(0, total, 1024):
+        n = min(1024, total - start)
+        frame = av.AudioFrame.from_ndarray(tone(n, start)[None, :], format="fltp", layout="mono")
+        frame.sample_rate = AUDIO_RATE
+        frame.pts = start
+        frame.time_base = Fraction(1, AUDIO_RATE)
+        out.mux(sound.encode(frame))
+    out.mux(sound.encode())
+
+
+def make_image(path: str | Path, size: tuple[int, int] = (64, 48), color: tuple[int, int, int] = (0, 0, 255)) -> Path:
+    """Write a solid-colour image (format from the extension)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = np.empty((size[1], size[0], 3), np.uint8)
+    img[:] = color
+    ok, buf = cv2.imencode(path.suffix, img)
+    assert ok, path
+    path.write_bytes(buf.tobytes())
+    return path
+
+
+def corrupt_middle(path: str | Path, fraction: float = 0.5, length: int = 2000, seed: int = 1) -> Path:
+    """Overwrite ``length`` bytes in the middle of a file with random garbage (a damaged download)."""
+    path = Path(path)
+    data = bytearray(path.read_bytes())
+    start = int(len(data) * fraction)
+    data[start : start + length] = np.random.default_rng(seed).integers(0, 256, length, np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+    return path
+
+
+@dataclass
+class MediaInfo:
+    """What a player would see when it opens a file: enough to assert on outputs."""
+
+    video_codec: str
+    frames: int
+    width: int
+    height: int
+    duration: float  # seconds, from the first frame's start to the last frame's end
+    pix_fmt: str
+    audio_codec: str | None = None
+    audio_duration: float | None = None  # seconds of decoded samples
+
+
+def probe(path: str | Path) -> MediaInfo:
+    """Decode a whole file (video and audio) and report what is really in it, not what the header claims."""
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        times = [f.time for f in c.decode(v)]
+        rate = float(v.average_rate or v.guessed_rate or 30)
+        info = MediaInfo(
+            video_codec=v.codec_context.name,
+            frames=len(times),
+            width=v.codec_context.width,
+            height=v.codec_context.height,
+            duration=(max(times) - min(times) + 1 / rate) if times else 0.0,
+            pix_fmt=v.codec_context.pix_fmt,
+        )
+    with av.open(str(path)) as c:
+        if c.streams.audio:
+            a = c.streams.audio[0]
+            info.audio_codec = a.codec_context.name
+            info.audio_duration = sum(f.samples for f in c.decode(a)) / a.codec_context.sample_rate
+    return info

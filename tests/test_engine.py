@@ -1,0 +1,147 @@
+"""Segmenter: loads our model files safely, keeps the frame's shape, backends agree."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+
+from deepbg_live import engine
+from deepbg_live.engine import Segmenter, export_onnx, resolve_device
+from deepbg_live.errors import UserError
+from deepbg_live.model import build_model, load_weights, normalise, save_weights
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> str:
+    """A randomly initialised realtime model; BN statistics perturbed so outputs are not flat."""
+    torch.manual_seed(0)
+    model = build_model("realtime")
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.1, 0.1)
+            module.running_var.uniform_(0.5, 1.5)
+    path = tmp_path_factory.mktemp("model") / "m.safetensors"
+    save_weights(model, path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def frame() -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def ort_segmenter(weights) -> Segmenter:
+    return Segmenter(weights, device="cpu")
+
+
+def test_cpu_device_defaults_to_onnxruntime_with_the_configs_resolution(ort_segmenter):
+    assert ort_segmenter.backend == "onnxruntime"
+    assert ort_segmenter.long_side == 192
+
+
+def test_output_is_a_probability_map_at_model_resolution(ort_segmenter, frame):
+    prob = ort_segmenter(frame)
+    assert prob.dtype == np.float32
+    assert prob.shape == (144, 192)
+    assert 0.0 <= prob.min() and prob.max() <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "expected"),
+    [(1280, 720, (192, 108)), (640, 480, (192, 144)), (480, 640, (144, 192)), (1920, 1080, (192, 108))],
+)
+def test_input_size_keeps_the_aspect_ratio(ort_segmenter, width, height, expected):
+    assert ort_segmenter.input_size(width, height) == expected
+
+
+def test_odd_frame_sizes_work(ort_segmenter):
+    frame = np.random.default_rng(1).integers(0, 256, (333, 517, 3), dtype=np.uint8)
+    w, h = ort_segmenter.input_size(517, 333)
+    assert ort_segmenter(frame).shape == (h, w)
+
+
+def test_preprocess_matches_the_models_normalisation(ort_segmenter):
+    frame = np.random.default_rng(2).integers(0, 256, (144, 192, 3), dtype=np.uint8)  # no resize needed
+    batch = ort_segmenter.preprocess(frame)
+    expected = normalise(frame[:, :, ::-1].copy()).numpy()
+    assert batch.shape == (1, 3, 144, 192) and batch.dtype == np.float32
+    np.testing.assert_allclose(batch, expected, atol=1e-5)
+
+
+def test_torch_and_onnxruntime_backends_agree(weights, ort_segmenter, frame):
+    torch_segmenter = Segmenter(weights, device="cpu", backend="torch-cpu")
+    assert torch_segmenter.backend == "torch-cpu"
+    np.testing.assert_allclose(torch_segmenter(frame), ort_segmenter(frame), atol=1e-4)
+
+
+def test_onnx_file_input_reads_long_side_from_metadata(weights, tmp_path, ort_segmenter, frame):
+    path = tmp_path / "m.onnx"
+    export_onnx(load_weights(weights)[0], path)
+    onnx_segmenter = Segmenter(path, device="cpu")
+    assert onnx_segmenter.backend == "onnxruntime"
+    assert onnx_segmenter.long_side == 192
+    np.testing.assert_allclose(onnx_segmenter(frame), ort_segmenter(frame), atol=1e-5)
+
+
+def test_export_to_memory_gives_dynamic_sizes(weights):
+    import onnxruntime as ort
+
+    buffer = io.BytesIO()
+    export_onnx(build_model("realtime"), buffer)
+    session = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["image"]
+    assert [o.name for o in session.get_outputs()] == ["logits"]
+    for h, w in [(108, 192), (144, 192), (37, 53)]:
+        out = session.run(None, {"image": np.zeros((1, 3, h, w), np.float32)})[0]
+        assert out.shape == (1, 1, h, w)
+    assert session.get_modelmeta().custom_metadata_map["long_side"] == "192"
+
+
+def test_explicit_long_side_overrides_the_config(weights, frame):
+    segmenter = Segmenter(weights, device="cpu", long_side=128, backend="torch-cpu")
+    assert segmenter(frame).shape == (96, 128)
+
+
+def test_missing_model_file_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="nope.safetensors"):
+        Segmenter(tmp_path / "nope.safetensors", device="cpu")
+
+
+def test_missing_default_weights_say_how_to_fix_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(engine, "DEFAULT_WEIGHTS", tmp_path / "realtime.safetensors")
+    with pytest.raises(UserError, match="--model"):
+        Segmenter(device="cpu")
+
+
+def test_a_file_that_is_not_a_model_is_a_user_error(tmp_path):
+    path = tmp_path / "junk.safetensors"
+    path.write_bytes(b"this is not a weights file")
+    with pytest.raises(UserError, match="junk.safetensors"):
+        Segmenter(path, device="cpu")
+
+
+def test_unknown_model_type_is_a_user_error(tmp_path):
+    path = tmp_path / "model.h5"
+    path.write_bytes(b"x")
+    with pytest.raises(UserError, match="model.h5"):
+        Segmenter(path, device="cpu")
+
+
+def test_unknown_backend_is_a_user_error(weights):
+    with pytest.raises(UserError, match="backend"):
+        Segmenter(weights, device="cpu", backend="tensorrt")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_a_gpu_is_a_user_error():
+    with pytest.raises(UserError, match="--device cpu"):
+        resolve_device("cuda")
+
+
+def test_auto_device_picks_what_exists():
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu") == "cpu"

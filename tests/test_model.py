@@ -1,0 +1,70 @@
+"""The U-Net: shapes for any input size, configs, and safe weight files."""
+
+import pytest
+import torch
+
+from deepbg_live.model import CONFIGS, build_model, count_parameters, load_weights, save_weights
+
+
+@pytest.mark.parametrize("size", [(1, 1), (17, 31), (144, 192), (97, 256)])
+def test_output_has_the_input_size_even_when_not_a_multiple_of_the_stride(size):
+    model = build_model("realtime").eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, *size))
+    assert out.shape == (2, 1, *size)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_every_config_builds_and_runs(name):
+    model = build_model(name).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 33, 47)).shape == (1, 1, 33, 47)
+
+
+def test_the_classic_config_is_the_original_31m_parameter_unet():
+    assert 30e6 < count_parameters(build_model("classic")) < 32e6
+
+
+def test_the_realtime_default_is_small():
+    assert count_parameters(build_model("realtime")) < 1e6
+
+
+def test_unknown_config_names_the_choices():
+    with pytest.raises(ValueError, match="realtime"):
+        build_model("huge")
+
+
+def test_saved_weights_reload_to_the_same_outputs(tmp_path):
+    model = build_model("realtime").eval()
+    save_weights(model, tmp_path / "m.safetensors", note="x")
+    loaded, metadata = load_weights(tmp_path / "m.safetensors")
+    x = torch.randn(1, 3, 40, 60)
+    with torch.no_grad():
+        assert torch.allclose(model(x), loaded(x), atol=1e-6)
+    assert metadata["note"] == "x"
+    assert loaded.config == model.config
+
+
+def test_half_precision_weights_are_half_the_size_and_close(tmp_path):
+    model = build_model("realtime").eval()
+    save_weights(model, tmp_path / "full.safetensors")
+    save_weights(model, tmp_path / "half.safetensors", half=True)
+    assert (tmp_path / "half.safetensors").stat().st_size < 0.6 * (tmp_path / "full.safetensors").stat().st_size
+    half, _ = load_weights(tmp_path / "half.safetensors")
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(model(x), half(x), atol=1e-2)
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (exec, ("import pathlib; pathlib.Path('PWNED').write_text('x')",))
+
+
+def test_a_checkpoint_that_carries_code_is_refused_and_never_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "evil.pt"
+    torch.save({"model": _Exploit(), "config": "{}"}, path)
+    with pytest.raises(Exception):
+        load_weights(path)
+    assert not (tmp_path / "PWNED").exists()

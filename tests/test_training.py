@@ -1,0 +1,156 @@
+"""Training: data errors, a loss that goes down, exact resume, export and DDP on CPU."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from training.data import DatasetError, find_pairs, read_pair, split_pairs
+from training.train import TrainConfig, Trainer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def make_pairs(folder: Path, count: int = 12, size=(64, 48)) -> tuple[Path, Path]:
+    """Synthetic 'people': a bright ellipse on a textured background, with its mask."""
+    rng = np.random.default_rng(0)
+    images, masks = folder / "images", folder / "masks"
+    images.mkdir(parents=True)
+    masks.mkdir(parents=True)
+    width, height = size
+    for i in range(count):
+        image = rng.integers(0, 90, (height, width, 3), dtype=np.uint8)
+        mask = np.zeros((height, width), np.uint8)
+        centre = (int(rng.integers(20, width - 20)), int(rng.integers(15, height - 15)))
+        cv2.ellipse(mask, centre, (12, 16), 0, 0, 360, 255, -1)
+        image[mask > 0] = (200, 170, 150)
+        cv2.imwrite(str(images / f"{i:03d}.jpg"), image)
+        cv2.imwrite(str(masks / f"{i:03d}.png"), mask)
+    return images, masks
+
+
+def tiny_config(tmp_path: Path, **overrides) -> TrainConfig:
+    images, masks = make_pairs(tmp_path / "data" / "toy")
+    values = dict(
+        out=str(tmp_path / "run"), data_root=str(tmp_path / "data"), model="depthwise8", epochs=3,
+        batch_size=4, crop=48, final_crop=48, lr=3e-3, wandb="disabled", threads=1,
+        composite_p=0.0, checkpoint_minutes=100,
+    )  # fmt: skip
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def test_a_missing_mask_is_named_in_the_error(tmp_path):
+    images, masks = make_pairs(tmp_path / "set", count=3)
+    (masks / "001.png").unlink()
+    with pytest.raises(DatasetError, match="001.jpg"):
+        find_pairs(images, masks)
+
+
+def test_a_size_mismatch_is_named_in_the_error(tmp_path):
+    images, masks = make_pairs(tmp_path / "set", count=2)
+    cv2.imwrite(str(masks / "000.png"), np.zeros((10, 10), np.uint8))
+    with pytest.raises(DatasetError, match="size mismatch.*000"):
+        read_pair(find_pairs(images, masks)[0])
+
+
+def test_an_unreadable_image_is_named_in_the_error(tmp_path):
+    images, masks = make_pairs(tmp_path / "set", count=2)
+    (images / "001.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(DatasetError, match="cannot read image .*001.jpg"):
+        read_pair(find_pairs(images, masks)[1])
+
+
+def test_the_validation_split_is_every_tenth_photo_and_whole_held_out_clips(tmp_path):
+    make_pairs(tmp_path / "photos", count=25)
+    make_pairs(tmp_path / "video" / "lucia", count=4)
+    make_pairs(tmp_path / "video" / "hike", count=4)
+    folders = [("photos", tmp_path / "photos"), ("video/lucia", tmp_path / "video/lucia"), ("video/hike", tmp_path / "video/hike")]
+    train, val = split_pairs(folders)
+    val_names = sorted(p.image.name for p in val if p.source == "photos")
+    assert val_names == ["000.jpg", "010.jpg", "020.jpg"]
+    assert sum(p.image.parent.parent.name == "lucia" for p in val) == 4
+    assert not any(p.image.parent.parent.name == "lucia" for p in train)
+    assert len(train) + len(val) == 33
+
+
+def test_a_short_training_run_lowers_the_validation_loss(tmp_path):
+    cfg = tiny_config(tmp_path, epochs=4, samples_per_epoch=64)
+    trainer = Trainer(cfg)
+    trainer.run()
+    history = [json.loads(line) for line in (Path(cfg.out) / "history.jsonl").read_text().splitlines()]
+    # the validation loss is measured on the same fixed images every epoch, so it is the fair signal
+    losses = [row["val/loss"] for row in history if "val/loss" in row]
+    assert losses[-1] < 0.9 * losses[0]
+    for name in ("last.pt", "best.pt", "best.safetensors", "curves.png", "samples.png", "report.md"):
+        assert (Path(cfg.out) / name).exists(), name
+
+
+def test_resume_continues_the_same_steps_and_optimizer_state(tmp_path):
+    straight = Trainer(tiny_config(tmp_path / "a", epochs=2))
+    straight.run()
+
+    cfg = tiny_config(tmp_path / "b", epochs=2)
+    first = Trainer(cfg)
+    first.run(until_epoch=1)  # stopped after one epoch, as an interrupted session would be
+    resumed = Trainer(cfg, resume=True)
+    assert resumed.step == first.step and resumed.epoch == 1
+    first_state = first.optimizer.state_dict()["state"]
+    resumed_state = resumed.optimizer.state_dict()["state"]
+    assert all(torch.equal(first_state[k]["exp_avg"], resumed_state[k]["exp_avg"]) for k in first_state)
+    resumed.run()
+    assert resumed.step == straight.step
+    for key, value in straight.model.state_dict().items():
+        assert torch.allclose(value.float(), resumed.model.state_dict()[key].float(), atol=1e-5), key
+
+
+def test_the_training_cli_explains_every_flag():
+    result = subprocess.run([sys.executable, "-m", "training", "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0
+    for flag in ("--images", "--masks", "--epochs", "--out", "--wandb", "--resume", "--preset"):
+        assert flag in result.stdout
+
+
+def test_the_training_cli_reports_a_bad_folder_in_one_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "training", "--data-root", "", "--images", str(tmp_path / "nope"), "--masks", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "nope is not a folder" in result.stderr
+
+
+def test_export_writes_onnx_that_matches_torch_and_fp16_weights(tmp_path):
+    from deepbg_live.model import build_model, save_weights
+
+    save_weights(build_model("depthwise8"), tmp_path / "trained.safetensors")
+    result = subprocess.run(
+        [sys.executable, "-m", "training.export", str(tmp_path / "trained.safetensors"), "--out", str(tmp_path / "w"), "--name", "m"],
+        cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "w" / "m.onnx").exists() and (tmp_path / "w" / "m.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_ddp_trains_with_two_cpu_processes(tmp_path):
+    tiny_config(tmp_path)  # writes the data
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29531", "-m", "training",
+        "--out", str(tmp_path / "ddp"), "--data-root", str(tmp_path / "data"), "--model", "depthwise8", "--epochs", "1",
+        "--batch-size", "2", "--crop", "48", "--final-crop", "48", "--wandb", "disabled", "--threads", "1", "--composite-p", "0",
+    ]  # fmt: skip
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    checkpoint = torch.load(tmp_path / "ddp" / "last.pt", weights_only=True)
+    assert checkpoint["epoch"] == 1
+    # 10 training pairs, batch 2 per process, 2 processes: 2 steps, each seeing 4 samples
+    assert checkpoint["step"] == 2
