@@ -40,7 +40,9 @@ def evaluation_pairs(ctx: Context, settings: AccuracySettings) -> list[Pair]:
         if settings.images or settings.masks:
             if not (settings.images and settings.masks):
                 raise UserError("give both --images and --masks, or neither (for the validation split)")
-            pairs = find_pairs(Path(settings.images), Path(settings.masks), source=Path(settings.images).parent.name)
+            pairs = find_pairs(
+                Path(settings.images), Path(settings.masks), source=Path(settings.images).parent.name
+            )
         else:
             pairs = split_pairs(shared_data_folders(ctx.data_root))[1]
     except DatasetError as exc:
@@ -85,7 +87,9 @@ def evaluate(predict: Predictor, pairs: list[Pair], name: str = "", progress: bo
     }
 
 
-def run(ctx: Context, settings: AccuracySettings | None = None, predictors: dict[str, Predictor] | None = None) -> dict:
+def run(
+    ctx: Context, settings: AccuracySettings | None = None, predictors: dict[str, Predictor] | None = None
+) -> dict:
     """Score each predictor (by default just ours) on the same pairs."""
     settings = settings or AccuracySettings.for_mode(ctx.quick)
     pairs = evaluation_pairs(ctx, settings)

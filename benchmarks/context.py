@@ -28,6 +28,8 @@ class Context:
     threads: int | None = None
     progress: bool = True
     notes: list[str] = field(default_factory=list)  # caveats that belong in the report
+    weights_label: str = "not used"  # what the report calls our model; set when it is loaded
+    _segmenters: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
@@ -59,22 +61,33 @@ class Context:
             path = Path(self.weights)
             if not path.is_file():
                 raise UserError(f"weights file '{path}' not found; check --weights")
+            self.weights_label = str(path)
             return path
         if DEFAULT_WEIGHTS.is_file():
+            self.weights_label = str(DEFAULT_WEIGHTS)
             return DEFAULT_WEIGHTS
         self.note(
             f"No trained weights at {DEFAULT_WEIGHTS} and no --weights given: our model is a randomly "
             f"initialised '{DEFAULT_CONFIG}' U-Net. Speed figures are valid; accuracy and flicker are not."
         )
+        self.weights_label = f"random-init '{DEFAULT_CONFIG}' (no trained weights)"
         path = self.scratch / "random-init.safetensors"
         save_weights(build_model(DEFAULT_CONFIG), path)
         return path
 
     def segmenter(self, device: str = "cpu", backend: str | None = None):
-        """Our ``Segmenter`` with the run's thread count (on a CPU, ONNX Runtime unless told)."""
+        """Our ``Segmenter`` with the run's thread count (on a CPU, ONNX Runtime unless told).
+
+        One per device and backend, shared by the parts: loading converts the model to ONNX.
+        """
         from deepbg_live.engine import Segmenter
 
-        return Segmenter(self.weights_path, device=device, threads=self.threads, backend=backend)
+        key = (device, backend)
+        if key not in self._segmenters:
+            self._segmenters[key] = Segmenter(
+                self.weights_path, device=device, threads=self.threads, backend=backend
+            )
+        return self._segmenters[key]
 
 
 def prob_at(prob: np.ndarray, frame: np.ndarray) -> np.ndarray:

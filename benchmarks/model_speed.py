@@ -34,7 +34,9 @@ class ModelSpeedSettings:
     @classmethod
     def for_mode(cls, quick: bool) -> ModelSpeedSettings:
         if quick:
-            return cls(configs=[DEFAULT_CONFIG], long_sides=[], backends=[], repeats=20, warmup=3, budget_s=3.0)
+            return cls(
+                configs=[DEFAULT_CONFIG], long_sides=[], backends=[], repeats=20, warmup=3, budget_s=3.0
+            )
         return cls()
 
 
@@ -56,7 +58,9 @@ def input_shape(long_side: int) -> tuple[int, int, int, int]:
     return (1, 3, round(long_side * 3 / 4), long_side)
 
 
-def make_runner(model: torch.nn.Module, backend: str, shape: tuple[int, ...], threads: int) -> Callable[[], None]:
+def make_runner(
+    model: torch.nn.Module, backend: str, shape: tuple[int, ...], threads: int
+) -> Callable[[], None]:
     """A no-argument function that runs one forward pass the way ``backend`` would at run time."""
     batch = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     if backend == "onnxruntime":
@@ -95,17 +99,23 @@ def _onnxruntime_runner(model: torch.nn.Module, batch: np.ndarray, threads: int)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    session = ort.InferenceSession(buffer.getvalue(), sess_options=options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        buffer.getvalue(), sess_options=options, providers=["CPUExecutionProvider"]
+    )
     name = session.get_inputs()[0].name
     return lambda: session.run(None, {name: batch})
 
 
-def measure_model(config: str, backend: str, long_side: int, settings: ModelSpeedSettings, threads: int) -> dict:
+def measure_model(
+    config: str, backend: str, long_side: int, settings: ModelSpeedSettings, threads: int
+) -> dict:
     """One row of the table: size, cost and latency of ``config`` on ``backend``."""
     model = build_model(config).eval()
     shape = input_shape(long_side)
     macs = count_macs(model, shape)
-    samples = time_calls(make_runner(model, backend, shape, threads), settings.repeats, settings.warmup, settings.budget_s)
+    samples = time_calls(
+        make_runner(model, backend, shape, threads), settings.repeats, settings.warmup, settings.budget_s
+    )
     return {
         "config": config,
         "backend": backend,

@@ -115,14 +115,20 @@ class OnnxSegmenter:
         if not path.is_file():
             raise UserError(f"reference model '{path}' not found; pass the path of an .onnx file")
         if settings.norm not in NORMALISATIONS:
-            raise UserError(f"unknown normalisation '{settings.norm}'; choose from {', '.join(NORMALISATIONS)}")
+            raise UserError(
+                f"unknown normalisation '{settings.norm}'; choose from {', '.join(NORMALISATIONS)}"
+            )
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         try:
-            self.session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(
+                str(path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
         except Exception as exc:  # ORT raises several unrelated types for a bad file
-            raise UserError(f"could not load reference model '{path}': {str(exc).splitlines()[0][:200]}") from exc
+            raise UserError(
+                f"could not load reference model '{path}': {str(exc).splitlines()[0][:200]}"
+            ) from exc
         node = self.session.get_inputs()[0]
         self.input_name = node.name
         self.input_dtype = np.float16 if "float16" in node.type else np.float32
@@ -174,10 +180,10 @@ def sample_frame(width: int, height: int) -> np.ndarray:
     return np.clip(frame, 0, 255).astype(np.uint8)
 
 
-def frame_latency(predictors: dict, repeats: int, progress: bool = True) -> dict:
+def frame_latency(predictors: dict, sizes: list[str], repeats: int, progress: bool = True) -> dict:
     """ms per frame (preprocess + inference) of each predictor at each size, BGR frame in."""
     results: dict = {}
-    jobs = [(name, size) for name in predictors for size in LATENCY_SIZES]
+    jobs = [(name, size) for name in predictors for size in sizes]
     for name, size in tqdm(jobs, desc="reference latency", disable=not progress, leave=False):
         frame = sample_frame(*LATENCY_SIZES[size])
         samples = time_calls(lambda p=predictors[name], f=frame: p(f), repeats, warmup=3, budget_s=20.0)
@@ -190,10 +196,11 @@ def run(ctx: Context, settings: ReferenceSettings, quality: bool = True) -> dict
     accuracy and temporal stability."""
     reference = OnnxSegmenter(settings, threads=ctx.threads)
     predictors = {"ours": ctx.segmenter(), reference.name: reference}
+    sizes = list(LATENCY_SIZES)[:1] if ctx.quick else list(LATENCY_SIZES)
     result = {
         "settings": asdict(settings),
         "model": reference.describe(),
-        "latency": frame_latency(predictors, repeats=20 if ctx.quick else 100, progress=ctx.progress),
+        "latency": frame_latency(predictors, sizes, repeats=20 if ctx.quick else 100, progress=ctx.progress),
     }
     if quality:
         result["accuracy"] = accuracy.run(ctx, predictors=predictors)

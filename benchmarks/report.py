@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
@@ -47,13 +48,12 @@ def _jsonable(value: object) -> object:
 # --- markdown ---------------------------------------------------------------------------------
 
 
-def fmt(value: object, digits: int = 3) -> str:
-    if value is None:
+def fmt(value: object) -> str:
+    """Three significant digits (0.961, 47.5, 129), whole numbers from 1000 up; '–' for missing."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     if isinstance(value, float):
-        if math.isnan(value):
-            return "–"
-        return f"{value:.{digits}f}"
+        return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.3g}"
     return str(value)
 
 
@@ -114,20 +114,32 @@ def model_section(data: dict) -> str:
 def pipeline_section(data: dict) -> str:
     file_rows = [r for r in data["rows"] if r["mode"] == "file"]
     live_rows = [r for r in data["rows"] if r["mode"] == "live"]
-    stage_headers = [f"{s} p50/p95" for s in STAGES]
+    stages = ["decode", *STAGES]
     rows = [
-        [r["resolution"], r["fps"], *[_pair(r, s) for s in STAGES], r["cpu_percent"], r["peak_rss_mb"]] for r in file_rows
+        [r["resolution"], r["fps"], *[_pair(r, s) for s in stages], r["cpu_percent"], r["peak_rss_mb"]]
+        for r in file_rows
     ]
     text = (
         f"Backend {data['backend']}, model long side {data['long_side']}, {data['threads']} threads; "
-        "blurred background, H.264 file output. Stage times in ms; CPU % where 100 = one core. "
-        "'capture' is the wait from a frame being decoded to segmentation picking it up.\n\n"
+        f"{data['settings']['background']} background, smoothing and edge refinement on, H.264 file output. "
+        "Stage times in ms (p50 / p95); CPU % where 100 = one core. 'decode' is the clip decoded alone; "
+        "'capture' is the wait from a frame being decoded to segmentation taking it (queueing, not work, "
+        "when a file is read as fast as possible).\n\n"
         "**As fast as possible (file, no drops)**\n\n"
-        + table(["resolution", "fps", *stage_headers, "CPU %", "peak MB"], rows)
+        + table(["resolution", "fps", *stages, "CPU %", "peak MB"], rows)
     )
+    if any(r.get("peak_rss_is_process_lifetime") for r in file_rows):
+        text += "\nPeak memory could not be reset per run here, so it is the whole process's peak so far.\n"
     if live_rows:
         live = [
-            [r["resolution"], r["latency_p50_ms"], r["latency_p95_ms"], f"{r['dropped']} / {r['frames'] + r['dropped']}", r["fps"], r["cpu_percent"]]
+            [
+                r["resolution"],
+                r["latency_p50_ms"],
+                r["latency_p95_ms"],
+                f"{r['dropped']} / {r['frames'] + r['dropped']}",
+                r["fps"],
+                r["cpu_percent"],
+            ]
             for r in live_rows
         ]
         text += "\n**Live-paced (the file played as a 30 fps camera)**\n\n" + table(
@@ -156,7 +168,14 @@ def accuracy_section(data: dict) -> str:
     for model, scores in data["models"].items():
         for dataset, m in scores["per_dataset"].items():
             rows.append([model, dataset, m["pairs"], *[m[k] for k in METRIC_KEYS]])
-        rows.append([f"**{model}**", "**all**", scores["overall"]["pairs"], *[scores["overall"][k] for k in METRIC_KEYS]])
+        rows.append(
+            [
+                f"**{model}**",
+                "**all**",
+                scores["overall"]["pairs"],
+                *[scores["overall"][k] for k in METRIC_KEYS],
+            ]
+        )
     return text + table(["model", "dataset", "pairs", *METRIC_HEADERS], rows)
 
 
@@ -172,15 +191,25 @@ def temporal_section(data: dict) -> str:
     keys = ["flicker", "dtssd", "iou", "mad", "lag_frames"]
     headers = ["model", "clips", *[f"{k} off / on" for k in keys]]
     rows = [
-        [model, kind, *[f"{fmt(v['off'][k], 4)} / {fmt(v['on'][k], 4)}" for k in keys]]
+        [model, kind, *[f"{fmt(v['off'][k])} / {fmt(v['on'][k])}" for k in keys]]
         for model, kinds in data["summary"].items()
         for kind, v in kinds.items()
     ]
     per_clip = [
-        [r["model"], r["sequence"], r["frames"], *[f"{fmt(r['off'][k], 4)} / {fmt(r['on'][k], 4)}" for k in keys]]
+        [
+            r["model"],
+            r["sequence"],
+            r["frames"],
+            *[f"{fmt(r['off'][k])} / {fmt(r['on'][k])}" for k in keys],
+        ]
         for r in data["rows"]
     ]
-    return text + table(headers, rows) + "\nPer clip:\n\n" + table(["model", "clip", "frames", *headers[2:]], per_clip)
+    return (
+        text
+        + table(headers, rows)
+        + "\nPer clip:\n\n"
+        + table(["model", "clip", "frames", *headers[2:]], per_clip)
+    )
 
 
 def training_section(data: dict) -> str:
@@ -197,9 +226,13 @@ def reference_section(data: dict) -> str:
     m = data["model"]
     text = f"`{m['path']}`: layout {m['layout']}, input {m['input']}, normalisation {m['norm']}, {m['channels']}.\n\n"
     rows = [
-        [model, size, s["p50_ms"], s["p95_ms"]] for model, sizes in data["latency"].items() for size, s in sizes.items()
+        [model, size, s["p50_ms"], s["p95_ms"]]
+        for model, sizes in data["latency"].items()
+        for size, s in sizes.items()
     ]
-    text += "Per-frame latency (preprocess + inference, BGR frame in):\n\n" + table(["model", "frame", "p50 ms", "p95 ms"], rows)
+    text += "Per-frame latency (preprocess + inference, BGR frame in):\n\n" + table(
+        ["model", "frame", "p50 ms", "p95 ms"], rows
+    )
     if "accuracy" in data:
         text += "\n" + accuracy_section(data["accuracy"])
     if "temporal" in data:
@@ -228,7 +261,10 @@ def write_plots(results: dict, out: Path) -> dict[str, list[str]]:
         "accuracy": [("accuracy.png", plot_accuracy)],
         "temporal": [("flicker.png", plot_flicker)],
         "training": [("training.png", plot_training)],
-        "reference": [("reference_accuracy.png", _nested(plot_accuracy, "accuracy")), ("reference_flicker.png", _nested(plot_flicker, "temporal"))],
+        "reference": [
+            ("reference_accuracy.png", _nested(plot_accuracy, "accuracy")),
+            ("reference_flicker.png", _nested(plot_flicker, "temporal")),
+        ],
     }
     written: dict[str, list[str]] = {}
     for part, plots in makers.items():
@@ -259,9 +295,10 @@ def plot_model_latency(data: dict, path: Path) -> bool:
     columns = min(4, len(panels))
     lines = math.ceil(len(panels) / columns)
     fig, axes = plt.subplots(lines, columns, figsize=(4 * columns, 3 * lines), squeeze=False)
-    for ax, (title, rows) in zip(axes.flat, panels.items()):
+    for ax, (title, rows) in zip(axes.flat, panels.items(), strict=False):
+        bins = np.histogram_bin_edges([s for row in rows for s in row["samples_ms"]], bins=30)
         for row in rows:
-            ax.hist(row["samples_ms"], bins=30, alpha=0.6, label=row["backend"])
+            ax.hist(row["samples_ms"], bins=bins, alpha=0.6, label=row["backend"])
         ax.set_title(title)
         ax.set_xlabel("ms per frame")
         ax.legend(fontsize=7)
@@ -283,10 +320,10 @@ def plot_pipeline_fps(data: dict, path: Path) -> bool:
     left.set_title("Sustained fps (file input)")
     left.legend()
     bottom = [0.0] * len(rows)
-    for stage in STAGES:
+    for stage in ["decode", *STAGES[1:]]:  # the work; "capture" is queue wait in file mode
         values = [r.get(f"{stage}_p50_ms", 0.0) for r in rows]
         right.bar(labels, values, bottom=bottom, label=stage)
-        bottom = [b + v for b, v in zip(bottom, values)]
+        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
     right.set_ylabel("ms (p50; stages overlap in threads)")
     right.set_title("Per-stage time")
     right.legend(fontsize=7)
@@ -333,7 +370,7 @@ def plot_flicker(data: dict, path: Path) -> bool:
     if not rows:
         return False
     fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4), squeeze=False)
-    for ax, model in zip(axes.flat, models):
+    for ax, model in zip(axes.flat, models, strict=True):
         mine = [r for r in rows if r["model"] == model]
         xs = range(len(mine))
         ax.bar([x - 0.2 for x in xs], [r["off"]["flicker"] for r in mine], 0.4, label="smoothing off")

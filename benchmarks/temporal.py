@@ -73,7 +73,9 @@ def davis_sequences(root: Path, clips: list[str], max_frames: int) -> list[Seque
     sequences = []
     for clip in chosen:
         pairs = find_pairs(folder / clip / "images", folder / clip / "masks")[: max_frames or None]
-        sequences.append(Sequence(f"davis/{clip}", "video", lambda pairs=pairs: _read_pairs(pairs), len(pairs)))
+        sequences.append(
+            Sequence(f"davis/{clip}", "video", lambda pairs=pairs: _read_pairs(pairs), len(pairs))
+        )
     return sequences
 
 
@@ -115,7 +117,9 @@ def camera_frame(image: np.ndarray, t: int, rng: np.random.Generator) -> np.ndar
     return np.clip(moved, 0, 255).astype(np.uint8)
 
 
-def still_frame(image: np.ndarray, mask: np.ndarray, t: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def still_frame(
+    image: np.ndarray, mask: np.ndarray, t: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Frame ``t`` of a static-camera clip of ``image`` and its truth, moved exactly alike.
 
     The truth is warped by the same matrix (no noise or gain) and kept as 8-bit, like a mask file.
@@ -147,23 +151,27 @@ def lag_frames(alphas: list[np.ndarray], truths: list[np.ndarray], max_lag: int 
     if len(alphas) <= max_lag + 1:
         return 0
     errors = [
-        np.mean([mad(alphas[t], truths[t - lag]) for t in range(max_lag, len(alphas))]) for lag in range(max_lag + 1)
+        np.mean([mad(alphas[t], truths[t - lag]) for t in range(max_lag, len(alphas))])
+        for lag in range(max_lag + 1)
     ]
     return int(np.argmin(errors))
 
 
-def stability(alphas: list[np.ndarray], truths: list[np.ndarray]) -> dict[str, float]:
+def stability(
+    alphas: list[np.ndarray], truths: list[np.ndarray], moving: bool = True
+) -> dict[str, float | None]:
     """Every temporal figure of one variant; inputs are uint8 (0..255) to keep memory low.
 
     Flicker, dtSSD and MAD are linear in the scale (the "truth did not change" test compares
-    equal values either way), so computing on 0..255 and dividing by 255 is exact.
+    equal values either way), so computing on 0..255 and dividing by 255 is exact. Lag is only
+    measurable when the person really moves (``moving``); a sub-pixel sway cannot show it.
     """
     return {
         "flicker": flicker(alphas, truths) / 255.0,
         "dtssd": dtssd(alphas, truths) / 255.0,
-        "iou": float(np.mean([iou(a > 127, t > 127) for a, t in zip(alphas, truths)])),
-        "mad": float(np.mean([mad(a, t) for a, t in zip(alphas, truths)])) / 255.0,
-        "lag_frames": lag_frames(alphas, truths),
+        "iou": float(np.mean([iou(a > 127, t > 127) for a, t in zip(alphas, truths, strict=True)])),
+        "mad": float(np.mean([mad(a, t) for a, t in zip(alphas, truths, strict=True)])) / 255.0,
+        "lag_frames": lag_frames(alphas, truths) if moving else None,
     }
 
 
@@ -190,13 +198,18 @@ def score_sequence(predict: Predictor, sequence: Sequence, settings: TemporalSet
         for name, smoother in variants.items():
             alphas[name].append(finish[name](smoother(prob), frame))
         truths.append(truth)
-    return {name: stability(alphas[name], truths) for name in variants} | {"strength": strength}
+    moving = sequence.kind == "video"
+    return {name: stability(alphas[name], truths, moving) for name in variants} | {"strength": strength}
 
 
-def run(ctx: Context, settings: TemporalSettings | None = None, predictors: dict[str, Predictor] | None = None) -> dict:
+def run(
+    ctx: Context, settings: TemporalSettings | None = None, predictors: dict[str, Predictor] | None = None
+) -> dict:
     settings = settings or TemporalSettings.for_mode(ctx.quick)
     sequences = davis_sequences(ctx.data_root, settings.davis_clips, settings.davis_frames)
-    sequences += [still_sequence(p, settings.still_frames) for p in portrait_pairs(ctx.data_root, settings.portraits)]
+    sequences += [
+        still_sequence(p, settings.still_frames) for p in portrait_pairs(ctx.data_root, settings.portraits)
+    ]
     if not sequences:
         ctx.note(f"Temporal: no video-davis clips or stills under {ctx.data_root}; nothing measured.")
     predictors = predictors or {"ours": ctx.segmenter()}
@@ -204,7 +217,15 @@ def run(ctx: Context, settings: TemporalSettings | None = None, predictors: dict
     jobs = [(name, seq) for name in predictors for seq in sequences]
     for name, sequence in tqdm(jobs, desc="temporal", disable=not ctx.progress):
         scores = score_sequence(predictors[name], sequence, settings)
-        rows.append({"model": name, "sequence": sequence.name, "kind": sequence.kind, "frames": sequence.length, **scores})
+        rows.append(
+            {
+                "model": name,
+                "sequence": sequence.name,
+                "kind": sequence.kind,
+                "frames": sequence.length,
+                **scores,
+            }
+        )
     return {"settings": asdict(settings), "rows": rows, "summary": summarise_rows(rows)}
 
 
@@ -217,7 +238,12 @@ def summarise_rows(rows: list[dict]) -> dict:
             if not group:
                 continue
             summary.setdefault(model, {})[kind] = {
-                variant: {key: float(np.mean([r[variant][key] for r in group])) for key in group[0][variant]}
+                variant: {key: mean_or_none([r[variant][key] for r in group]) for key in group[0][variant]}
                 for variant in ("off", "on")
             }
     return summary
+
+
+def mean_or_none(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return float(np.mean(present)) if present else None

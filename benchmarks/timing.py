@@ -32,7 +32,11 @@ def summarise(samples_ms: Sequence[float]) -> dict[str, float]:
 
 
 def time_calls(
-    fn: Callable[[], object], repeats: int, warmup: int = 3, budget_s: float | None = None, min_repeats: int = 10
+    fn: Callable[[], object],
+    repeats: int,
+    warmup: int = 3,
+    budget_s: float | None = None,
+    min_repeats: int = 10,
 ) -> list[float]:
     """Milliseconds of each of up to ``repeats`` calls of ``fn``, after ``warmup`` untimed calls.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import time
@@ -35,6 +36,7 @@ from deepbg_live.smoothing import TemporalSmoother
 
 PALETTE = ("#00ff00", "#0000ff", "#ffffff", "#0a4678", "#202020")  # colours the c key cycles through
 BLUR_STEPS = (15, 31, 61)  # blur kernels the b key cycles through
+DEMO_OUTPUT = "deepbg-demo.mp4"
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"}
 
 
@@ -139,6 +141,7 @@ def build_sinks(source, output, window, virtual_cam, vcam_device, vcam_format, s
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.option("--demo", is_flag=True, help=f"Process the built-in sample clip (no camera needed) into --output [default: {DEMO_OUTPUT}].")
 @click.option("--camera", default=None, help="Camera index (0, 1, ...) or device path.")
 @click.option("--input", "input_path", default=None, help="Video file, image file, or folder of images.")
 @click.option("--sequence", is_flag=True, help="Treat an --input folder as ordered video frames.")
@@ -174,11 +177,13 @@ def main(**options) -> None:
         sys.exit(130)
 
 
-def run(camera, input_path, sequence, realtime, size, fps, color, image, video, blur, transparent, show_mask,
+def run(demo, camera, input_path, sequence, realtime, size, fps, color, image, video, blur, transparent, show_mask,
         output, virtual_cam, vcam_device, vcam_format, save_mask, window, model, device, smoothing, feather,
         refine, progress) -> None:  # fmt: skip
+    if demo:
+        input_path, output = _demo_input(), output or DEMO_OUTPUT
     if (camera is None) == (input_path is None):
-        raise UserError("give exactly one of --camera N or --input PATH")
+        raise UserError("give exactly one of --camera N or --input PATH (or try --demo)")
     background = choose_background(color, image, video, blur)
     segmenter = Segmenter(model, device=device)
     source = open_source(camera=camera, input=input_path, sequence=sequence, realtime=realtime, size=parse_size(size), fps=fps)
@@ -194,6 +199,21 @@ def run(camera, input_path, sequence, realtime, size, fps, color, image, video, 
         stats = pipeline.run(source, progress=progress, controller=controller)
     summary = stats.summary()
     click.echo(f"{stats.frames} frames at {summary['fps']:.1f} fps" + (f", {stats.dropped} dropped" if stats.dropped else ""), err=True)
+    if output:
+        click.echo(f"wrote {output}", err=True)
+
+
+def _demo_input() -> Path:
+    """The sample clip, generated once into the user's cache folder."""
+    import tempfile
+
+    from deepbg_live.sample import make_sample_clip
+
+    path = Path(tempfile.gettempdir()) / "deepbg-live-sample.mp4"
+    if not path.exists():
+        partial = make_sample_clip(path.with_name(f"{path.stem}-{os.getpid()}.mp4"))
+        partial.replace(path)  # atomic: an interrupted first run never leaves a broken sample
+    return path
 
 
 def _is_temporal(source) -> bool:

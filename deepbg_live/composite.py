@@ -123,7 +123,7 @@ class Background(ABC):
     def render(self, frame_bgr: np.ndarray) -> np.ndarray:
         """BGR uint8 image of the frame's size (may be a cached, read-only array)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - deliberately optional to override
         """Release files or decoders; a no-op for backgrounds that hold none."""
 
 
@@ -162,7 +162,9 @@ class ImageBackground(Background):
         _require_file(path, "background image")
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None or image.size == 0:
-            raise UserError(f"could not read background image '{path}'; use a PNG, JPEG or other image OpenCV reads")
+            raise UserError(
+                f"could not read background image '{path}'; use a PNG, JPEG or other image OpenCV reads"
+            )
         self.image = _as_bgr(image)
         self.name = f"image {path.name}"
         self._cache: np.ndarray | None = None
@@ -184,14 +186,18 @@ class VideoBackground(Background):
         first = self._read()
         if first is None:
             self.close()
-            raise UserError(f"background video '{self.path}' has no frames OpenCV can decode; try an MP4 file")
+            raise UserError(
+                f"background video '{self.path}' has no frames OpenCV can decode; try an MP4 file"
+            )
         self._pending: np.ndarray | None = first
         self.name = f"video {self.path.name}"
 
     def _open(self) -> cv2.VideoCapture:
         capture = cv2.VideoCapture(str(self.path))
         if not capture.isOpened():
-            raise UserError(f"could not open background video '{self.path}'; use a video file OpenCV can read (MP4)")
+            raise UserError(
+                f"could not open background video '{self.path}'; use a video file OpenCV can read (MP4)"
+            )
         return capture
 
     def _read(self) -> np.ndarray | None:
@@ -238,7 +244,9 @@ class BlurBackground(Background):
         height, width = frame_bgr.shape[:2]
         factor = self.factor
         small_size = (max(1, width // factor), max(1, height // factor))
-        small = frame_bgr if factor == 1 else cv2.resize(frame_bgr, small_size, interpolation=cv2.INTER_LINEAR)
+        small = (
+            frame_bgr if factor == 1 else cv2.resize(frame_bgr, small_size, interpolation=cv2.INTER_LINEAR)
+        )
         small_kernel = max(1, round(self.kernel / factor)) | 1  # Gaussian kernels must be odd
         blurred = cv2.GaussianBlur(small, (small_kernel, small_kernel), 0)
         if factor == 1:

@@ -164,7 +164,9 @@ class Segmenter:
         try:
             import onnxruntime as ort
         except ImportError as exc:
-            raise UserError("onnxruntime is not installed; `pip install onnxruntime` or use a .safetensors model") from exc
+            raise UserError(
+                "onnxruntime is not installed; `pip install onnxruntime` or use a .safetensors model"
+            ) from exc
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
@@ -175,7 +177,9 @@ class Segmenter:
         try:
             session = ort.InferenceSession(data, sess_options=options, providers=providers)
         except Exception as exc:  # ORT raises several unrelated types for a bad file
-            raise UserError(f"could not load the ONNX model: {_first_line(exc)}; re-export it with export_onnx") from exc
+            raise UserError(
+                f"could not load the ONNX model: {_first_line(exc)}; re-export it with export_onnx"
+            ) from exc
         input_name = session.get_inputs()[0].name
         self._run = lambda batch: session.run(None, {input_name: batch})[0]
         meta = session.get_modelmeta().custom_metadata_map
@@ -283,4 +287,3 @@ def _load_torch_model(path: Path) -> UNet:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:200] if text else type(exc).__name__
-

@@ -62,7 +62,9 @@ class EdgeRefiner:
         sharpen: float = 2.0,
     ):
         if radius < 1 or eps <= 0 or feather < 0 or work_long_side < 16 or sharpen <= 0:
-            raise ValueError("EdgeRefiner needs radius >= 1, eps > 0, feather >= 0, work_long_side >= 16, sharpen > 0")
+            raise ValueError(
+                "EdgeRefiner needs radius >= 1, eps > 0, feather >= 0, work_long_side >= 16, sharpen > 0"
+            )
         self.radius = int(radius)
         self.eps = float(eps)
         self.feather = int(feather)
@@ -73,10 +75,7 @@ class EdgeRefiner:
     def __call__(self, prob: np.ndarray, frame_bgr: np.ndarray) -> np.ndarray:
         height, width = frame_bgr.shape[:2]
         prob = np.asarray(prob, dtype=np.float32)
-        if self.guided:
-            alpha = self._guided_alpha(prob, frame_bgr)
-        else:
-            alpha = _to_uint8(prob)
+        alpha = self._guided_alpha(prob, frame_bgr) if self.guided else _to_uint8(prob)
         if self.feather:
             alpha = _feather(alpha, self.feather * alpha.shape[1] / width)
         if alpha.shape[:2] == (height, width):

@@ -6,6 +6,10 @@ before encoding, so tests can compare decoded frames against it (allowing for H.
 
 from __future__ import annotations
 
+import os
+import shutil
+import struct
+import subprocess
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -153,3 +157,57 @@ def probe(path: str | Path) -> MediaInfo:
             info.audio_codec = a.codec_context.name
             info.audio_duration = sum(f.samples for f in c.decode(a)) / a.codec_context.sample_rate
     return info
+
+
+# ------------------------------------------------------------------------------------------ X display helpers
+
+
+def start_xvfb(size: tuple[int, int] = (800, 600)) -> tuple[subprocess.Popen, str] | None:
+    """Start Xvfb on a free display number; returns (process, ":N"), or None if Xvfb isn't installed.
+
+    ``-displayfd`` makes the server pick a free number and report it, so parallel runs never collide.
+    """
+    if shutil.which("Xvfb") is None:
+        return None
+    read_fd, write_fd = os.pipe()
+    proc = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", f"{size[0]}x{size[1]}x24", "-nolisten", "tcp"],
+        pass_fds=(write_fd,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(write_fd)
+    with os.fdopen(read_fd) as pipe:
+        number = pipe.readline().strip()
+    if not number:
+        proc.kill()
+        proc.wait()
+        return None
+    return proc, f":{number}"
+
+
+def screenshot(display: str) -> np.ndarray:
+    """Grab the whole X screen as BGR with ``xwd`` (package x11-apps) and decode its XWD dump here."""
+    data = subprocess.run(
+        ["xwd", "-root", "-silent", "-display", display], check=True, capture_output=True, timeout=20
+    ).stdout
+    return decode_xwd(data)
+
+
+def decode_xwd(data: bytes) -> np.ndarray:
+    """Decode a 24/32-bit ZPixmap XWD dump (what Xvfb's default visual produces) to BGR."""
+    fields = struct.unpack(">25I", data[:100])
+    header_size, width, height = fields[0], fields[4], fields[5]
+    byte_order, bits_per_pixel, bytes_per_line, ncolors = fields[7], fields[11], fields[12], fields[19]
+    assert bits_per_pixel == 32, f"unsupported XWD depth {bits_per_pixel}"
+    masks = fields[14:17]
+    offset = header_size + 12 * ncolors
+    dtype = "<u4" if byte_order == 0 else ">u4"
+    rows = np.frombuffer(data, dtype, count=height * bytes_per_line // 4, offset=offset)
+    pixels = rows.reshape(height, bytes_per_line // 4)[:, :width]
+    channels = [((pixels & m) >> _shift(m)).astype(np.uint8) for m in masks]  # red, green, blue
+    return np.dstack(channels[::-1])
+
+
+def _shift(mask: int) -> int:
+    return (mask & -mask).bit_length() - 1

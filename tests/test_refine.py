@@ -64,7 +64,9 @@ def test_a_misplaced_mask_edge_is_pulled_onto_the_frame_edge(scene):
 
 def test_unguided_is_plain_bilinear_upsampling(scene):
     frame, prob, _ = scene
-    expected = cv2.resize(np.round(prob * 255).astype(np.uint8), (WIDTH, HEIGHT), interpolation=cv2.INTER_LINEAR)
+    expected = cv2.resize(
+        np.round(prob * 255).astype(np.uint8), (WIDTH, HEIGHT), interpolation=cv2.INTER_LINEAR
+    )
     alpha = EdgeRefiner(guided=False)(prob, frame)
     assert np.abs(alpha.astype(int) - expected).max() <= 1
 

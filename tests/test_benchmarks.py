@@ -1,0 +1,322 @@
+"""The benchmark suite: its measuring helpers, the reference-model adapter, report writing, and
+the quick mode end to end on tiny generated data (no camera, GPU or network; timings are never
+asserted, only that they are there)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import nn
+
+from benchmarks import reference, report, temporal
+from benchmarks.__main__ import main
+from benchmarks.flops import conv_macs, count_macs
+from benchmarks.timing import ResourceMeter, summarise, time_calls
+
+# --- tiny generated data --------------------------------------------------------------------------
+
+
+def write_pair(folder: Path, name: str, image: np.ndarray, mask: np.ndarray) -> None:
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    (folder / "masks").mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(folder / "images" / f"{name}.jpg"), image)
+    cv2.imwrite(str(folder / "masks" / f"{name}.png"), mask)
+
+
+def person(left: int, size: tuple[int, int] = (64, 48), seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A 'person' (a bright rectangle) on a noisy background, and its mask."""
+    width, height = size
+    image = np.random.default_rng(seed).integers(0, 80, (height, width, 3), dtype=np.uint8)
+    mask = np.zeros((height, width), np.uint8)
+    mask[10:44, left : left + 20] = 255
+    image[mask > 0] = (200, 180, 160)
+    return image, mask
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    """The shared layout in miniature: 11 photos (2 in the validation split) and a 6-frame clip."""
+    root = tmp_path_factory.mktemp("data")
+    for i in range(11):
+        write_pair(root / "portraits-tiny", f"p{i:02d}", *person(10 + 2 * i, seed=i))
+    for t in range(6):
+        write_pair(root / "video-davis" / "lucia", f"{t:05d}", *person(15 + 3 * t, seed=100 + t))
+    return root
+
+
+class NhwcTwoClass(nn.Module):
+    """A reference-like model: NHWC input, two-channel (background, person) logits, NHWC output."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        brightness = x.mean(dim=3, keepdim=True)  # 0..1 input: the bright 'person' scores high
+        person_logit = 20 * (brightness - 0.5)
+        return torch.cat([-person_logit, person_logit], dim=3)
+
+
+@pytest.fixture(scope="module")
+def reference_onnx(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("ref") / "tiny-ref.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
+        torch.onnx.export(
+            NhwcTwoClass(), (torch.zeros(1, 24, 32, 3),), str(path), dynamo=False, input_names=["img"]
+        )
+    return path
+
+
+# --- timing and FLOPs --------------------------------------------------------------------------
+
+
+def test_summarise_percentiles():
+    stats = summarise([float(v) for v in range(1, 101)])
+    assert stats["p50_ms"] == pytest.approx(50.5)
+    assert stats["p95_ms"] == pytest.approx(95.05)
+    assert stats["n"] == 100
+    assert np.isnan(summarise([])["p50_ms"])
+
+
+def test_time_calls_warms_up_then_times_each_call():
+    calls = []
+    samples = time_calls(lambda: calls.append(1), repeats=5, warmup=2)
+    assert len(calls) == 7 and len(samples) == 5
+    assert all(s >= 0 for s in samples)
+
+
+def test_resource_meter_reports_cpu_and_memory():
+    with ResourceMeter() as meter:
+        sum(i * i for i in range(100_000))
+    assert meter.usage.wall_s > 0
+    assert meter.usage.cpu_percent >= 0
+    assert meter.usage.peak_rss_mb > 0
+
+
+def test_conv_macs_by_hand():
+    conv = nn.Conv2d(3, 8, 3, padding=1)
+    x = torch.zeros(1, 3, 10, 10)
+    assert conv_macs(conv, x, conv(x)) == 8 * 10 * 10 * (3 * 3 * 3)  # outputs x (cin k k)
+    up = nn.ConvTranspose2d(8, 4, 2, stride=2)
+    y = torch.zeros(1, 8, 5, 5)
+    assert conv_macs(up, y, up(y)) == 8 * 5 * 5 * (4 * 2 * 2)  # inputs x (cout k k)
+    depthwise = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+    z = torch.zeros(1, 8, 10, 10)
+    assert conv_macs(depthwise, z, depthwise(z)) == 8 * 10 * 10 * 9
+
+
+def test_count_macs_sums_every_convolution():
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU(), nn.Conv2d(4, 2, 3, padding=1))
+    assert count_macs(model, (1, 3, 6, 6)) == 4 * 36 * 3 + 2 * 36 * 4 * 9
+
+
+# --- temporal helpers ---------------------------------------------------------------------------
+
+
+def test_static_camera_clip_moves_mask_exactly_like_image():
+    image, mask = person(20)
+    rng = np.random.default_rng(0)
+    steps = [temporal.sway_matrix(t, 64, 48)[:, 2] for t in range(temporal.SWAY_PERIOD)]
+    assert max(np.abs(np.diff(steps, axis=0)).max(axis=0)) < 0.25  # a slow, sub-pixel sway
+    frame, truth = temporal.still_frame(image, mask, 17, rng)
+    expected = cv2.warpAffine(
+        mask,
+        temporal.sway_matrix(17, 64, 48),
+        (64, 48),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REFLECT,
+    )
+    np.testing.assert_array_equal(truth, expected)
+    assert frame.shape == image.shape and frame.dtype == np.uint8
+
+
+def test_truth_as_prediction_is_perfectly_stable_and_lag_free():
+    image, mask = person(20)
+    rng = np.random.default_rng(0)
+    truths = [temporal.still_frame(image, mask, t, rng)[1] for t in range(8)]
+    scores = temporal.stability(truths, truths)
+    assert scores["flicker"] == 0.0 and scores["dtssd"] == 0.0
+    assert scores["iou"] == 1.0 and scores["lag_frames"] == 0
+
+
+def test_lag_is_found_in_a_delayed_output():
+    truths = [person(5 + 4 * t)[1] for t in range(10)]
+    delayed = truths[:2] + truths[:-2]
+    assert temporal.lag_frames(delayed, truths) == 2
+
+
+# --- reference-model adapter --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [(1, 1, 6, 8), (1, 6, 8, 1), (1, 6, 8), (6, 8)],
+    ids=["NCHW-1", "NHWC-1", "NHW", "HW"],
+)
+def test_single_channel_outputs_of_any_layout(shape):
+    prob = np.linspace(0, 1, 48, dtype=np.float32).reshape(6, 8)
+    np.testing.assert_allclose(reference.to_probability(prob.reshape(shape)), prob)
+
+
+def test_logits_and_two_class_outputs_become_probabilities():
+    logits = np.array([[-10.0, 0.0, 10.0]], np.float32)
+    np.testing.assert_allclose(reference.to_probability(logits), [[0.0, 0.5, 1.0]], atol=1e-4)
+    two = np.stack([-logits, logits])[None]  # NCHW, channel 1 = person
+    np.testing.assert_allclose(reference.to_probability(two), [[0.0, 0.5, 1.0]], atol=1e-4)
+    np.testing.assert_allclose(
+        reference.to_probability(np.moveaxis(two, 1, -1)), [[0.0, 0.5, 1.0]], atol=1e-4
+    )
+
+
+def test_layout_and_size_detection():
+    assert reference.detect_layout([1, 3, 256, 256]) == "nchw"
+    assert reference.detect_layout([1, "h", "w", 3]) == "nhwc"
+    assert reference.fixed_size([1, 256, 144, 3], "nhwc") == (144, 256)
+    assert reference.fixed_size([1, 3, "height", "width"], "nchw") is None
+    assert reference.dynamic_size(1280, 720) == (256, 128)
+    assert reference.parse_size("256x144") == (256, 144)
+
+
+def test_onnx_reference_model_runs_on_any_frame(reference_onnx):
+    model = reference.OnnxSegmenter(reference.ReferenceSettings(str(reference_onnx)), threads=1)
+    assert model.layout == "nhwc" and model.fixed_size == (32, 24)
+    image, mask = person(20)
+    prob = model(image)
+    assert prob.shape == (24, 32) and prob.dtype == np.float32
+    small_mask = cv2.resize(mask, (32, 24), interpolation=cv2.INTER_NEAREST) > 0
+    assert prob[small_mask].mean() > 0.9 and prob[~small_mask].mean() < 0.1
+
+
+# --- report -------------------------------------------------------------------------------------
+
+
+def fake_results() -> dict:
+    metrics = {
+        "iou": 0.9,
+        "miou": 0.93,
+        "dice": 0.95,
+        "pixel_acc": 0.97,
+        "boundary_f": 0.7,
+        "mad": 0.04,
+        "pairs": 3,
+    }
+    variant = {"flicker": 0.01, "dtssd": 0.02, "iou": 0.9, "mad": 0.04, "lag_frames": 0}
+    live = {
+        "resolution": "640x480",
+        "mode": "live",
+        "frames": 58,
+        "dropped": 2,
+        "fps": 29.5,
+        "cpu_percent": 150.0,
+    }
+    stage_times = {f"{s}_p{q}_ms": 1.0 for s in ("decode", "capture", "inference") for q in (50, 95)}
+    return {
+        "meta": {
+            "system": {
+                "command": "python -m benchmarks --quick",
+                "date": "2025-01-01T00:00:00+00:00",
+                "commit": "abc1234",
+                "cpu": "Test CPU",
+                "cores": 2,
+                "memory_gb": 8.0,
+                "load_average_1m": 0.1,
+                "libraries": {"torch": "2.13"},
+            },
+            "quick": True,
+            "threads": 2,
+            "weights": "random-init",
+            "notes": ["a caveat"],
+            "duration_s": 12.0,
+        },
+        "model": {
+            "threads": 2,
+            "rows": [
+                {"config": "realtime", "backend": b, "input": "192x144", "params": 490_000, "gmacs": 0.32}
+                | {"p50_ms": 10.0, "p95_ms": 12.0, "samples_ms": [9.0, 10.0, 12.0]}
+                for b in ("torch-cpu", "onnxruntime")
+            ],
+        },
+        "pipeline": {
+            "settings": {"background": "blur"},
+            "backend": "onnxruntime",
+            "long_side": 192,
+            "threads": 2,
+            "rows": [
+                {
+                    "resolution": "640x480",
+                    "mode": "file",
+                    "fps": 40.0,
+                    "cpu_percent": 180.0,
+                    "peak_rss_mb": 400.0,
+                }
+                | stage_times,
+                live | {"latency_p50_ms": 50.0, "latency_p95_ms": 70.0, "latencies_ms": [45.0, 50.0, 70.0]},
+            ],
+        },
+        "accuracy": {
+            "settings": {"images": None, "masks": None},
+            "pairs": 3,
+            "models": {"ours": {"per_dataset": {"portraits": metrics}, "overall": metrics}},
+        },
+        "temporal": {
+            "settings": {"refine": True},
+            "rows": [
+                {"model": "ours", "sequence": "still/a", "kind": "still", "frames": 30, "strength": 0.5}
+                | {"off": variant, "on": variant | {"flicker": 0.004}}
+            ],
+            "summary": {"ours": {"still": {"off": variant, "on": variant | {"flicker": 0.004}}}},
+        },
+        "training": {
+            "settings": {"crop": 128, "batch_size": 8},
+            "device": "cpu",
+            "threads": 2,
+            "rows": [{"config": "realtime", "images_per_s": 30.0, "p50_ms": 266.0, "p95_ms": 270.0, "n": 3}],
+        },
+    }
+
+
+def test_report_writes_json_markdown_and_plots(tmp_path):
+    path = report.write_all(fake_results(), tmp_path)
+    text = path.read_text()
+    for title in ("Model throughput", "Pipeline", "Accuracy", "Temporal stability", "Training throughput"):
+        assert title in text
+    assert "a caveat" in text and "| realtime | onnxruntime | 192x144 |" in text
+    assert "0.01 / 0.004" in text  # flicker, smoothing off / on
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["meta"]["system"]["cpu"] == "Test CPU"
+    for plot in ("model_latency", "pipeline_fps", "pipeline_latency", "accuracy", "flicker", "training"):
+        assert (tmp_path / f"{plot}.png").stat().st_size > 1000
+        assert f"({plot}.png)" in text
+
+
+# --- the quick mode end to end ------------------------------------------------------------------
+
+
+def test_quick_mode_on_tiny_generated_input(tmp_path, data_root, reference_onnx):
+    out = tmp_path / "bench"
+    args = ["--quick", "--out", str(out), "--data-root", str(data_root), "--resolutions", "64x48"]
+    args += ["--reference", str(reference_onnx), "--no-progress"]
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    results = json.loads((out / "results.json").read_text())
+    assert set(results) >= {"meta", "model", "pipeline", "accuracy", "temporal", "training", "reference"}
+    assert results["meta"]["quick"] and results["meta"]["system"]["libraries"]["torch"]
+    assert {r["backend"] for r in results["model"]["rows"]} >= {"torch-cpu", "onnxruntime"}
+    assert {(r["resolution"], r["mode"]) for r in results["pipeline"]["rows"]} == {
+        ("64x48", "file"),
+        ("64x48", "live"),
+    }
+    assert all(r["frames"] > 0 and r["fps"] > 0 for r in results["pipeline"]["rows"])
+    assert set(results["accuracy"]["models"]) == {"ours", "tiny-ref"}
+    assert results["accuracy"]["pairs"] == 8  # two validation photos and the 'lucia' clip
+    assert results["accuracy"]["models"]["tiny-ref"]["overall"]["iou"] > 0.8  # the reference can see it
+    kinds = {(r["model"], r["kind"]) for r in results["temporal"]["rows"]}
+    assert kinds == {(m, k) for m in ("ours", "tiny-ref") for k in ("video", "still")}
+    assert results["training"]["rows"][0]["images_per_s"] > 0
+    assert set(results["reference"]["latency"]) == {"ours", "tiny-ref"}
+    assert (out / "report.md").is_file() and (out / "flicker.png").is_file()
+    assert not (out / ".scratch").exists()  # generated clips and stand-in weights are cleaned up

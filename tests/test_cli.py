@@ -1,0 +1,180 @@
+"""The deepbg-live command end to end: real files in, real files out, one-line errors.
+
+A hand-built ONNX "segmenter" that calls red pixels a person stands in for the trained model, so
+these tests check the pipeline (decode, engine, compositing, encoding, audio) exactly, whatever
+the shipped weights score.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from tests.media import BACKGROUND_BGR, SQUARE_BGR, clip_frame, make_clip, probe
+
+ROOT = Path(__file__).resolve().parent.parent
+BLUE_BGR = (255, 0, 0)
+
+
+def red_is_person_model(path: Path) -> Path:
+    """An ONNX model whose logit is 40 * (R - G) of the normalised input: red → person."""
+    weight = helper.make_tensor("w", TensorProto.FLOAT, [1, 3, 1, 1], [40.0, -40.0, 0.0])
+    conv = helper.make_node("Conv", ["image", "w"], ["logits"])
+    graph = helper.make_graph(
+        [conv], "red", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, None, None])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 1, None, None])], [weight],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+def deepbg(*args: str, cwd: Path = ROOT, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "deepbg_live.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    return red_is_person_model(tmp_path_factory.mktemp("model") / "red.onnx")
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    return make_clip(tmp_path_factory.mktemp("clip") / "talk.mp4", frames=45, size=(320, 240), fps=30, audio=True)
+
+
+def decoded_frames(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
+
+
+def test_a_video_keeps_its_frames_duration_and_audio_and_gets_the_new_background(tmp_path, model, clip):
+    out = tmp_path / "talk_bg.mp4"
+    result = deepbg("--input", str(clip), "--output", str(out), "--color", "#0000ff", "--model", str(model),
+                    "--smoothing", "0", "--no-progress")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    source, made = probe(clip), probe(out)
+    assert made.frames == source.frames == 45
+    assert made.duration == pytest.approx(source.duration, abs=0.04)
+    assert made.video_codec == "h264" and made.pix_fmt == "yuv420p"
+    assert made.audio_codec == "aac"
+    assert made.audio_duration == pytest.approx(source.audio_duration, abs=0.05)
+
+    frames = decoded_frames(out)
+    for index in (0, 22, 44):
+        truth = clip_frame(index, (320, 240), 45)
+        person = np.all(truth == SQUARE_BGR, axis=2)
+        inner = cv2.erode(person.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+        outer = cv2.dilate(person.astype(np.uint8), np.ones((9, 9), np.uint8)) == 0
+        background = np.abs(frames[index][outer].astype(int) - BLUE_BGR).max(axis=1)
+        kept = np.abs(frames[index][inner].astype(int) - SQUARE_BGR).max(axis=1)
+        assert np.median(background) <= 12, "background should be the requested blue"
+        assert np.median(kept) <= 12, "the person's pixels should be unchanged"
+
+
+def test_a_single_image_gets_a_colour_background(tmp_path, model):
+    photo = tmp_path / "photo.jpg"
+    cv2.imwrite(str(photo), clip_frame(10, (160, 120), 30), [cv2.IMWRITE_JPEG_QUALITY, 100])
+    out = tmp_path / "out.png"
+    result = deepbg("--input", str(photo), "--color", "#0a4678", "--output", str(out), "--model", str(model))
+    assert result.returncode == 0, result.stderr
+    image = cv2.imread(str(out))
+    assert image.shape == (120, 160, 3)
+    assert tuple(int(v) for v in image[2, 2]) == pytest.approx((0x78, 0x46, 0x0A), abs=2)
+
+
+def test_a_folder_of_photos_becomes_a_folder_of_cutouts_and_masks_named_after_them(tmp_path, model):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("alice", "bob"):
+        cv2.imwrite(str(photos / f"{name}.png"), clip_frame(5, (96, 64), 30))
+    result = deepbg("--input", str(photos), "--transparent", "--output", str(tmp_path / "cut"),
+                    "--save-mask", str(tmp_path / "masks"), "--model", str(model))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "cut").iterdir()) == ["alice.png", "bob.png"]
+    assert sorted(p.name for p in (tmp_path / "masks").iterdir()) == ["alice.png", "bob.png"]
+    cutout = cv2.imread(str(tmp_path / "cut" / "alice.png"), cv2.IMREAD_UNCHANGED)
+    assert cutout.shape[2] == 4 and cutout[0, 0, 3] == 0
+
+
+def test_video_masks_are_numbered_from_zero(tmp_path, model, clip):
+    result = deepbg("--input", str(clip), "--save-mask", str(tmp_path / "m"), "--model", str(model), "--no-progress")
+    assert result.returncode == 0, result.stderr
+    names = sorted(p.name for p in (tmp_path / "m").iterdir())
+    assert names[:2] == ["00000.png", "00001.png"] and len(names) == 45
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--camera", "99", "--no-window", "-o", "x.mp4"], "camera 99"),
+        (["--input", "does-not-exist.mp4", "-o", "x.mp4"], "does-not-exist.mp4"),
+        (["--input", "{clip}", "--color", "notacolour", "-o", "x.mp4"], "notacolour"),
+        (["--input", "{clip}", "--image", "missing.jpg", "-o", "x.mp4"], "missing.jpg"),
+        (["--input", "{clip}", "--model", "missing.safetensors", "-o", "x.mp4"], "missing.safetensors"),
+        (["--input", "{clip}", "--device", "cuda", "-o", "x.mp4"], "cuda"),
+        (["--camera", "0", "--size", "big", "--no-window", "-o", "x.mp4"], "--size"),
+        (["--input", "{clip}"], "--output"),
+    ],
+)
+def test_bad_input_gives_one_line_and_a_nonzero_exit(tmp_path, clip, args, message):
+    if "cuda" in args:
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("this machine has CUDA")
+    args = [a.replace("{clip}", str(clip)) for a in args]
+    result = deepbg(*args, cwd=tmp_path)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert message in lines[0]
+
+
+def test_an_empty_file_is_reported_not_crashed_on(tmp_path):
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    result = deepbg("--input", str(empty), "-o", str(tmp_path / "o.mp4"))
+    assert result.returncode != 0 and "Traceback" not in result.stderr and "empty.mp4" in result.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupting_a_long_job_leaves_a_playable_file_with_what_was_done(tmp_path, model, sig):
+    long_clip = make_clip(tmp_path / "long.mp4", frames=600, size=(320, 240), fps=30, audio=True)
+    out = tmp_path / "partial.mp4"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deepbg_live.cli", "--input", str(long_clip), "-o", str(out), "--model", str(model),
+         "--realtime", "--no-progress"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.time() + 60
+    while time.time() < deadline and (not out.exists() or out.stat().st_size < 20_000):
+        time.sleep(0.2)
+    process.send_signal(sig)
+    _, stderr = process.communicate(timeout=60)
+    assert "Traceback" not in stderr
+    info = probe(out)
+    assert 0 < info.frames < 600
+    assert info.audio_codec == "aac"
+
+
+def test_the_help_lists_every_input_and_output():
+    result = deepbg("--help")
+    for flag in ("--camera", "--input", "--realtime", "--color", "--image", "--video", "--blur", "--transparent",
+                 "--output", "--virtual-cam", "--save-mask", "--no-window", "--smoothing", "--feather", "--device"):  # fmt: skip
+        assert flag in result.stdout

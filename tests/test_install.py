@@ -1,0 +1,34 @@
+"""The installation: a preview-capable OpenCV, and a wheel that carries only the runtime."""
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from deepbg_live.doctor import opencv_has_gui
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_installed_opencv_can_open_windows():
+    # albumentations pulls in opencv-python-headless, which can silently replace the GUI build;
+    # the documented install runs `python -m deepbg_live.doctor --fix-opencv` to prevent that.
+    assert opencv_has_gui(), "cv2 is the headless build: run python -m deepbg_live.doctor --fix-opencv"
+
+
+@pytest.mark.slow
+def test_the_wheel_ships_only_the_runtime_package_its_weights_and_sample(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", str(ROOT), "-w", str(tmp_path)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    names = zipfile.ZipFile(next(tmp_path.glob("*.whl"))).namelist()
+    top_level = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
+    assert top_level == {"deepbg_live"}
+    assert "deepbg_live/samples/astronaut.jpg" in names
+    weights = Path(ROOT / "deepbg_live" / "weights")
+    for shipped in weights.glob("*.safetensors"):
+        assert f"deepbg_live/weights/{shipped.name}" in names
