@@ -18,8 +18,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+# cv2 must be loaded before av: PyAV bundles its own libxcb, and if that one is loaded first
+# OpenCV's Qt window hangs forever in namedWindow (measured with opencv-python 5.0 + av 18).
+import cv2  # isort: split
+
 import av
-import cv2
 import numpy as np
 
 from .errors import UserError
@@ -111,8 +114,10 @@ def _parse_camera(camera: str | int) -> int | str:
     return int(text) if text.isdigit() else text
 
 
-def _camera_backends() -> list[int]:
+def _camera_backends(camera: int | str) -> list[int]:
     """Per-OS capture APIs, best first: DSHOW opens in a fraction of MSMF's time and honours size requests."""
+    if isinstance(camera, str) and "://" in camera:  # rtsp:// or http:// IP camera
+        return [cv2.CAP_FFMPEG]
     if sys.platform.startswith("linux"):
         return [cv2.CAP_V4L2]
     if sys.platform == "win32":
@@ -149,7 +154,7 @@ class CameraSource(Source):
         level = cv2.utils.logging.getLogLevel()
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # our message replaces its noise
         try:
-            for api in _camera_backends():
+            for api in _camera_backends(self.camera):
                 cap = cv2.VideoCapture(self.camera, api)
                 if cap.isOpened():
                     _request(cap, size, fps)
@@ -157,7 +162,9 @@ class CameraSource(Source):
                 cap.release()
         finally:
             cv2.utils.logging.setLogLevel(level)
-        raise UserError(f"camera {self.camera} could not be opened: no such device or no permission; {_camera_hint()}")
+        raise UserError(
+            f"camera {self.camera} could not be opened: no such device or no permission; {_camera_hint()}"
+        )
 
     def _read_first(self) -> np.ndarray:
         for _ in range(_MAX_CAMERA_FAILURES):  # some cameras return a few empty frames while starting
@@ -179,7 +186,9 @@ class CameraSource(Source):
                 if not ok or image is None:
                     failures += 1
                     if failures >= _MAX_CAMERA_FAILURES:
-                        raise UserError(f"camera {self.camera} stopped delivering frames; check the cable or app using it")
+                        raise UserError(
+                            f"camera {self.camera} stopped delivering frames; check the cable or app using it"
+                        )
                     image = None
                     continue
             failures = 0
@@ -236,7 +245,9 @@ class VideoSource(Source):
             self._first = next(self._decoded)
         except StopIteration:
             self._container.close()
-            raise UserError(f"{path}: contains no decodable video frames; check the file plays in a video player") from None
+            raise UserError(
+                f"{path}: contains no decodable video frames; check the file plays in a video player"
+            ) from None
         h, w = self._first.image.shape[:2]
         self.size = (w, h)
 
@@ -250,13 +261,20 @@ class VideoSource(Source):
                 except av.error.FFmpegError as exc:
                     skipped += 1
                     if skipped <= 3:
-                        log.warning("%s: skipped a corrupt frame near %.2fs (%s)", self.path.name, _time(packet), exc.strerror)
+                        log.warning(
+                            "%s: skipped a corrupt frame near %.2fs (%s)",
+                            self.path.name,
+                            _time(packet),
+                            exc.strerror,
+                        )
                     continue
                 for vf in decoded:
                     yield Frame(self._convert(vf), index, time.perf_counter(), self._pts(vf))
                     index += 1
         except av.error.FFmpegError as exc:  # the container itself is broken past this point
-            log.warning("%s: stopped reading after %d frames, the rest is unreadable (%s)", self.path.name, index, exc)
+            log.warning(
+                "%s: stopped reading after %d frames, the rest is unreadable (%s)", self.path.name, index, exc
+            )
         if skipped > 3:
             log.warning("%s: skipped %d corrupt frames in total", self.path.name, skipped)
 
@@ -302,7 +320,9 @@ def _open_container(path: Path) -> av.container.InputContainer:
     try:
         container = av.open(str(path), "r")
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: not a readable video ({_reason(exc)}); check the file plays in a video player") from None
+        raise UserError(
+            f"{path}: not a readable video ({_reason(exc)}); check the file plays in a video player"
+        ) from None
     if not container.streams.video:
         container.close()
         raise UserError(f"{path}: has no video stream; give a video or image file")

@@ -121,9 +121,7 @@ def build_sinks(source, output, window, virtual_cam, vcam_device, vcam_format, s
         output = Path(output)
         if source.kind in ("image",):
             sinks.append(ImageFileSink(output))
-        elif source.kind == "folder":
-            sinks.append(FolderSink(output, suffix=".png"))
-        elif output.suffix.lower() not in VIDEO_SUFFIXES and not output.suffix:
+        elif source.kind == "folder" or output.suffix.lower() not in VIDEO_SUFFIXES and not output.suffix:
             sinks.append(FolderSink(output, suffix=".png"))
         else:
             audio = source.path if source.kind == "video" else None

@@ -120,7 +120,11 @@ class Segmenter:
         _check_model_file(path, is_default=model is None)
 
         self._run = None
-        if is_onnx:
+        shipped_onnx = DEFAULT_WEIGHTS.with_suffix(".onnx")
+        if model is None and self.backend == "onnxruntime" and shipped_onnx.is_file():
+            # the shipped ONNX file is the same network, exported and checked at release time
+            file_long_side = self._init_onnxruntime(_read_bytes(shipped_onnx))
+        elif is_onnx:
             file_long_side = self._init_onnxruntime(_read_bytes(path))
         else:
             net = _load_torch_model(path)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -23,14 +23,15 @@ from deepbg_live.refine import EdgeRefiner
 from deepbg_live.smoothing import TemporalSmoother
 
 STAGES = ("capture", "preprocess", "inference", "smoothing", "refine", "composite", "output")
+HISTORY = 20_000  # timings kept per stage: enough for percentiles, bounded for hours-long sessions
 
 
 @dataclass
 class Stats:
     """Per-stage timings (ms), capture-to-output latency (ms) and frame counts of a run."""
 
-    stages: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
-    latencies: list[float] = field(default_factory=list)
+    stages: dict[str, deque[float]] = field(default_factory=lambda: defaultdict(lambda: deque(maxlen=HISTORY)))
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=HISTORY))
     frames: int = 0
     dropped: int = 0
     started: float = field(default_factory=time.perf_counter)
@@ -45,7 +46,7 @@ class Stats:
     def elapsed(self) -> float:
         return (self.finished or time.perf_counter()) - self.started
 
-    def fps(self, window: int = 0) -> float:
+    def fps(self) -> float:
         return self.frames / self.elapsed if self.elapsed > 0 else 0.0
 
     def summary(self) -> dict[str, float]:

@@ -18,8 +18,11 @@ from collections import deque
 from fractions import Fraction
 from pathlib import Path
 
+# cv2 must be loaded before av: PyAV bundles its own libxcb, and if that one is loaded first
+# OpenCV's Qt window hangs forever in namedWindow (measured with opencv-python 5.0 + av 18).
+import cv2  # isort: split
+
 import av
-import cv2
 import numpy as np
 
 from .capture import Frame
@@ -61,7 +64,9 @@ def _encode_to(path: Path, image: np.ndarray, params: list[int] | None = None) -
     try:
         buf.tofile(str(path))
     except OSError as exc:
-        raise UserError(f"{path}: could not write ({exc.strerror}); check the folder exists and is writable") from None
+        raise UserError(
+            f"{path}: could not write ({exc.strerror}); check the folder exists and is writable"
+        ) from None
 
 
 _ALPHA_IMAGE_EXTS = frozenset({".png", ".webp", ".tif", ".tiff"})
@@ -165,7 +170,9 @@ def _pick_video_codec(path: Path, transparent: bool) -> tuple[str, str]:
         raise UserError(f"{path}: unsupported video type {ext or '(none)'}; use .mp4, .mov, .mkv or .webm")
     if transparent:
         if ext not in _ALPHA:
-            raise UserError(f"{path}: {ext} can't store transparency; use a .webm (VP9) or .mov (Animation) name")
+            raise UserError(
+                f"{path}: {ext} can't store transparency; use a .webm (VP9) or .mov (Animation) name"
+            )
         return _ALPHA[ext]
     if ext in _OPAQUE:
         return _OPAQUE[ext]
@@ -227,7 +234,9 @@ class VideoFileSink:
         try:
             return av.open(str(self.path), "w", options=options)
         except (av.error.FFmpegError, OSError) as exc:
-            raise UserError(f"{self.path}: could not create the video ({exc}); check the folder is writable") from None
+            raise UserError(
+                f"{self.path}: could not create the video ({exc}); check the folder is writable"
+            ) from None
 
     def _add_video(self, codec: str, pix_fmt: str, preset: str, crf: int) -> av.VideoStream:
         w, h = self.size
@@ -243,8 +252,12 @@ class VideoFileSink:
         elif codec == "mpeg4":
             stream.options = {"qscale": "3"}
         if pix_fmt == "yuva420p":
-            stream.metadata["alpha_mode"] = "1"  # tells WebM readers (browsers, libvpx) to use the alpha plane
-        if pix_fmt == "yuv420p":  # cv2's BGR->I420 is BT.601 limited range; say so, or HD players assume BT.709
+            stream.metadata["alpha_mode"] = (
+                "1"  # tells WebM readers (browsers, libvpx) to use the alpha plane
+            )
+        if (
+            pix_fmt == "yuv420p"
+        ):  # cv2's BGR->I420 is BT.601 limited range; say so, or HD players assume BT.709
             ctx = stream.codec_context
             ctx.colorspace, ctx.color_primaries, ctx.color_trc, ctx.color_range = 6, 6, 6, 1
         self._time_base = 1 / self.rate
@@ -356,7 +369,9 @@ class _AudioCopier:
         src = self._in.streams.audio[0]
         video = self._in.streams.video[0] if self._in.streams.video else None
         # the capture side reports video time relative to the video's first frame; audio follows suit
-        self._zero = float(video.start_time * video.time_base) if video and video.start_time is not None else 0.0
+        self._zero = (
+            float(video.start_time * video.time_base) if video and video.start_time is not None else 0.0
+        )
         self._src = src
         accepted = _AUDIO_OK.get(out_path.suffix.lower(), ())
         self._copy = src.codec_context.name in accepted
@@ -531,7 +546,9 @@ class PreviewWindow:
         scale = max(0.5, image.shape[0] / 720)
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
         cv2.rectangle(image, (0, 0), (tw + 16, th + base + 16), (0, 0, 0), -1)
-        cv2.putText(image, text, (8, th + 8), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.putText(
+            image, text, (8, th + 8), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA
+        )
         return image
 
     def write(self, frame: Frame, image: np.ndarray, alpha: np.ndarray) -> None:
@@ -540,6 +557,10 @@ class PreviewWindow:
             return
         if image.ndim == 3 and image.shape[2] == 4:
             image = _over_checkerboard(image)
+        if not self._shown:  # start at 1:1 (up to 1280 wide); the user can resize, keeping the aspect
+            h, w = image.shape[:2]
+            scale = min(1.0, 1280 / w)
+            cv2.resizeWindow(self.title, round(w * scale), round(h * scale))
         cv2.imshow(self.title, self._overlay(image))
         self._shown = True
         self._queue_key(cv2.waitKey(1))
@@ -564,7 +585,9 @@ class PreviewWindow:
     def poll_key(self) -> str | None:
         """Next user action, or None. "stats" has already toggled the overlay here; the rest are the caller's."""
         if not self._actions and not self._closed:
-            if self._polled_since_show:  # nothing written since the last poll (e.g. paused): pump the GUI here
+            if (
+                self._polled_since_show
+            ):  # nothing written since the last poll (e.g. paused): pump the GUI here
                 self._queue_key(cv2.waitKey(1))
             self._polled_since_show = True
             self._user_closed()
@@ -660,7 +683,9 @@ class VirtualCameraSink:
 
     def write(self, frame: Frame, image: np.ndarray, alpha: np.ndarray) -> None:
         if image.ndim == 3 and image.shape[2] == 4:  # cameras have no alpha: show the subject over black
-            image = cv2.multiply(image[:, :, :3], cv2.cvtColor(image[:, :, 3], cv2.COLOR_GRAY2BGR), scale=1 / 255)
+            image = cv2.multiply(
+                image[:, :, :3], cv2.cvtColor(image[:, :, 3], cv2.COLOR_GRAY2BGR), scale=1 / 255
+            )
         if (image.shape[1], image.shape[0]) != self.size:
             image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
         self._cam.send(_bgr_to(self.fmt, image))

@@ -14,8 +14,11 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+# cv2 must be loaded before av: PyAV bundles its own libxcb, and if that one is loaded first
+# OpenCV's Qt window hangs forever in namedWindow (measured with opencv-python 5.0 + av 18).
+import cv2  # isort: split
+
 import av
-import cv2
 import numpy as np
 
 BACKGROUND_BGR = (40, 160, 40)  # green
@@ -101,7 +104,9 @@ def _write_tone(out: av.container.OutputContainer, sound: av.AudioStream, second
     out.mux(sound.encode())
 
 
-def make_image(path: str | Path, size: tuple[int, int] = (64, 48), color: tuple[int, int, int] = (0, 0, 255)) -> Path:
+def make_image(
+    path: str | Path, size: tuple[int, int] = (64, 48), color: tuple[int, int, int] = (0, 0, 255)
+) -> Path:
     """Write a solid-colour image (format from the extension)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -142,7 +147,9 @@ def probe(path: str | Path) -> MediaInfo:
     with av.open(str(path)) as c:
         v = c.streams.video[0]
         times = [f.time for f in c.decode(v)]
-        rate = float(v.average_rate or v.guessed_rate or 30)
+        rate = float(
+            v.base_rate or v.guessed_rate or v.average_rate or 30
+        )  # r_frame_rate: the grid, not the mean
         info = MediaInfo(
             video_codec=v.codec_context.name,
             frames=len(times),
@@ -195,19 +202,37 @@ def screenshot(display: str) -> np.ndarray:
 
 
 def decode_xwd(data: bytes) -> np.ndarray:
-    """Decode a 24/32-bit ZPixmap XWD dump (what Xvfb's default visual produces) to BGR."""
+    """Decode a TrueColor/DirectColor ZPixmap XWD dump (what Xvfb at depth 24 produces) to BGR.
+
+    Once a Qt client has run, xwd switches from 4-byte to packed 3-byte pixels (still padded to
+    4 bytes per pixel per line), so honour bits_per_pixel and bytes_per_line separately.
+    """
     fields = struct.unpack(">25I", data[:100])
-    header_size, width, height = fields[0], fields[4], fields[5]
-    byte_order, bits_per_pixel, bytes_per_line, ncolors = fields[7], fields[11], fields[12], fields[19]
-    assert bits_per_pixel == 32, f"unsupported XWD depth {bits_per_pixel}"
-    masks = fields[14:17]
-    offset = header_size + 12 * ncolors
-    dtype = "<u4" if byte_order == 0 else ">u4"
-    rows = np.frombuffer(data, dtype, count=height * bytes_per_line // 4, offset=offset)
-    pixels = rows.reshape(height, bytes_per_line // 4)[:, :width]
+    header_size, width, height, byte_order = fields[0], fields[4], fields[5], fields[7]
+    bits_per_pixel, bytes_per_line, ncolors, masks = fields[11], fields[12], fields[19], fields[14:17]
+    stride = bits_per_pixel // 8
+    assert stride in (3, 4), f"unsupported XWD pixel size {stride} bytes"
+    raw = np.frombuffer(data, np.uint8, count=height * bytes_per_line, offset=header_size + 12 * ncolors)
+    raw = raw.reshape(height, bytes_per_line)[:, : width * stride].reshape(height, width, stride)
+    weights = 256 ** np.arange(stride, dtype=np.uint32)
+    if byte_order != 0:  # MSBFirst
+        weights = weights[::-1]
+    pixels = (raw.astype(np.uint32) * weights).sum(axis=2, dtype=np.uint32)
     channels = [((pixels & m) >> _shift(m)).astype(np.uint8) for m in masks]  # red, green, blue
     return np.dstack(channels[::-1])
 
 
 def _shift(mask: int) -> int:
     return (mask & -mask).bit_length() - 1
+
+
+def decode_bgra(path: str | Path) -> list[np.ndarray]:
+    """All frames as BGRA. VP9 alpha lives in side data only libvpx's decoder reads (FFmpeg's native one drops it)."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        if stream.codec_context.name != "vp9":
+            return [f.to_ndarray(format="bgra") for f in container.decode(stream)]
+        decoder = av.CodecContext.create("libvpx-vp9", "r")
+        # demux() ends with an empty packet, which also flushes the decoder
+        frames = [f for packet in container.demux(stream) for f in decoder.decode(packet)]
+        return [f.to_ndarray(format="bgra") for f in frames]

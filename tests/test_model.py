@@ -1,5 +1,7 @@
 """The U-Net: shapes for any input size, configs, and safe weight files."""
 
+import pickle
+
 import pytest
 import torch
 
@@ -65,6 +67,6 @@ def test_a_checkpoint_that_carries_code_is_refused_and_never_run(tmp_path, monke
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "evil.pt"
     torch.save({"model": _Exploit(), "config": "{}"}, path)
-    with pytest.raises(Exception):
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
         load_weights(path)
     assert not (tmp_path / "PWNED").exists()

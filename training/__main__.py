@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import signal
 import sys
 from pathlib import Path
 
@@ -60,10 +61,18 @@ def main(preset, resume, wandb_mode, images, masks, val_images, val_masks, **opt
                 val_images=list(val_images), val_masks=list(val_masks),
             )
             cfg.data_root = cfg.data_root or None
+        signal.signal(signal.SIGTERM, _interrupt)
         Trainer(cfg, resume=resume).run()
+    except KeyboardInterrupt:
+        click.echo(f"interrupted; resume with: python -m training --out {out} --resume", err=True)
+        sys.exit(130)
     except DatasetError as error:
         click.echo(f"Error: {error}", err=True)
         sys.exit(2)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ def main(images, masks, data_root, model, device, long_side, refine, json_out) -
     try:
         if len(images) != len(masks):
             raise click.UsageError("give one --masks for each --images")
-        groups = {Path(i).parent.name or str(i): find_pairs(i, m) for i, m in zip(images, masks)}
+        groups = {Path(i).parent.name or str(i): find_pairs(i, m) for i, m in zip(images, masks, strict=True)}
         if data_root:
             groups |= validation_folders(data_root)
         if not groups:

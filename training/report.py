@@ -80,11 +80,11 @@ def write_curves(history: list[dict], out: Path) -> None:
         ("boundary F", ["val/boundary_f"]),
     ]
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4))
-    for ax, (title, keys) in zip(axes, panels):
+    for ax, (title, keys) in zip(axes, panels, strict=True):
         for key in keys:
             points = [(row["step"], row[key]) for row in history if key in row]
             if points:
-                ax.plot(*zip(*points), label=key, marker="." if len(points) < 50 else None)
+                ax.plot(*zip(*points, strict=True), label=key, marker="." if len(points) < 50 else None)
         ax.set_title(title)
         ax.set_xlabel("step")
         ax.legend(fontsize=7)

@@ -222,7 +222,17 @@ class Trainer:
         return float(loss.item())
 
     def run(self, until_epoch: int | None = None) -> dict:
-        """Train until ``cfg.epochs`` (or ``until_epoch``, or ``cfg.max_minutes``); return the last metrics."""
+        """Train until ``cfg.epochs`` (or ``until_epoch``, or ``cfg.max_minutes``); return the last metrics.
+
+        Ctrl-C (or SIGTERM, which ``python -m training`` turns into Ctrl-C) saves ``last.pt`` first.
+        """
+        try:
+            return self._run(until_epoch)
+        except KeyboardInterrupt:
+            self.save_checkpoint("last.pt")
+            raise
+
+    def _run(self, until_epoch: int | None) -> dict:
         started = last_save = time.monotonic()
         metrics: dict = {}
         from tqdm import tqdm
@@ -287,7 +297,7 @@ class Trainer:
             return {}
         per_source: dict[str, list[dict]] = {}
         losses = []
-        for pair, (image, mask) in zip(self.val_pairs, self.val_samples):
+        for pair, (image, mask) in zip(self.val_pairs, self.val_samples, strict=True):
             prob = self.predict(image)
             truth = mask.astype(np.float32) / 255.0
             per_source.setdefault(pair.source, []).append(all_metrics(prob, truth))

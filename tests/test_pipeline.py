@@ -1,0 +1,135 @@
+"""The threaded pipeline: order, completeness, live behaviour, errors and steady memory."""
+
+from __future__ import annotations
+
+import resource
+import time
+
+import numpy as np
+import pytest
+
+from deepbg_live.capture import Frame, open_source
+from deepbg_live.composite import ColorBackground
+from deepbg_live.engine import Segmenter
+from deepbg_live.pipeline import Pipeline, Stats
+from deepbg_live.smoothing import TemporalSmoother
+from tests.media import SQUARE_BGR, clip_frame, make_clip
+from tests.test_cli import red_is_person_model
+
+
+class Recorder:
+    """A sink that remembers what it was given."""
+
+    def __init__(self, keep_images: bool = True):
+        self.indices: list[int] = []
+        self.images: list[np.ndarray] = []
+        self.keep_images = keep_images
+        self.closed = False
+
+    def write(self, frame: Frame, image: np.ndarray, alpha: np.ndarray) -> None:
+        self.indices.append(frame.index)
+        if self.keep_images:
+            self.images.append(image)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture(scope="module")
+def segmenter(tmp_path_factory) -> Segmenter:
+    return Segmenter(red_is_person_model(tmp_path_factory.mktemp("m") / "red.onnx"), threads=1)
+
+
+def test_process_turns_the_person_into_itself_and_the_rest_into_the_background(segmenter):
+    frame = Frame(clip_frame(10, (160, 120), 30), 0, time.perf_counter(), None)
+    result = Pipeline(segmenter, ColorBackground("#0000ff")).process(frame)
+    person = np.all(frame.image == SQUARE_BGR, axis=2)
+    assert result.image.shape == frame.image.shape and result.alpha.shape == person.shape
+    assert np.all(result.image[5, 5] == (255, 0, 0))
+    assert result.alpha[person].mean() > 240 and result.alpha[~person].mean() < 40
+
+
+def test_a_file_is_processed_completely_and_in_order(tmp_path, segmenter):
+    clip = make_clip(tmp_path / "c.mp4", frames=40, size=(160, 120), audio=False)
+    sink = Recorder()
+    with open_source(input=clip) as source:
+        stats = Pipeline(segmenter, ColorBackground(), [sink]).run(source)
+    assert sink.indices == list(range(40))
+    assert stats.frames == 40 and stats.dropped == 0
+    assert sink.closed
+
+
+def test_stats_report_every_stage_and_the_latency(tmp_path, segmenter):
+    clip = make_clip(tmp_path / "c.mp4", frames=10, size=(160, 120), audio=False)
+    with open_source(input=clip) as source:
+        summary = Pipeline(segmenter, ColorBackground(), [Recorder()]).run(source).summary()
+    for stage in ("capture", "preprocess", "inference", "smoothing", "refine", "composite", "output"):
+        assert summary[f"{stage}_p50_ms"] >= 0
+    assert summary["latency_p95_ms"] >= summary["latency_p50_ms"] > 0
+    assert summary["fps"] > 0
+
+
+def test_a_slow_output_makes_a_live_source_drop_frames_instead_of_lagging(tmp_path, segmenter):
+    clip = make_clip(tmp_path / "c.mp4", frames=45, size=(160, 120), fps=30, audio=False)
+
+    class SlowSink(Recorder):
+        def write(self, frame, image, alpha):
+            time.sleep(0.1)  # a third of the camera's rate
+            super().write(frame, image, alpha)
+
+    with open_source(input=clip, realtime=True) as source:
+        stats = Pipeline(segmenter, ColorBackground(), [SlowSink(keep_images=False)]).run(source)
+    assert stats.dropped > 10
+    # every shown frame is recent: lag does not accumulate over the clip
+    assert np.percentile(stats.latencies, 90) < 600
+
+
+def test_an_error_in_a_stage_reaches_the_caller_and_outputs_are_still_closed(tmp_path, segmenter):
+    clip = make_clip(tmp_path / "c.mp4", frames=20, size=(160, 120), audio=False)
+
+    class Broken(ColorBackground):
+        def render(self, frame):
+            raise RuntimeError("background failed")
+
+    sink = Recorder()
+    with open_source(input=clip) as source, pytest.raises(RuntimeError, match="background failed"):
+        Pipeline(segmenter, Broken(), [sink]).run(source)
+    assert sink.closed
+
+
+def test_stopping_from_the_output_side_ends_the_run_promptly(tmp_path, segmenter):
+    clip = make_clip(tmp_path / "c.mp4", frames=200, size=(160, 120), audio=False)
+    sink = Recorder(keep_images=False)
+    with open_source(input=clip) as source:
+        started = time.perf_counter()
+        Pipeline(segmenter, ColorBackground(), [sink]).run(source, controller=lambda result: result.frame.index < 9)
+    assert sink.indices == list(range(10))
+    assert time.perf_counter() - started < 10
+
+
+def test_the_summary_of_an_empty_run_is_zeroes():
+    assert Stats().summary()["frames"] == 0
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+@pytest.mark.slow
+def test_two_thousand_frames_run_at_steady_memory(tmp_path, segmenter):
+    clip = make_clip(tmp_path / "soak.mp4", frames=2000, size=(160, 120), fps=30, audio=False, noise=8)
+    memory: dict[int, float] = {}
+
+    class MemorySink(Recorder):
+        def write(self, frame, image, alpha):
+            if frame.index in (500, 1999):
+                memory[frame.index] = _rss_mb()
+            self.indices.append(frame.index)
+
+    smoother = TemporalSmoother(0.5)
+    with open_source(input=clip) as source:
+        stats = Pipeline(segmenter, ColorBackground(), [MemorySink()], smoother=smoother).run(source)
+    assert stats.frames == 2000
+    assert memory[1999] - memory[500] < 25, f"memory grew from {memory[500]:.0f} to {memory[1999]:.0f} MB"
+
