@@ -43,6 +43,7 @@ class Frame:
     captured_at: float  # time.perf_counter() when the frame became available (for latency)
     pts: float | None  # media time in seconds (video files and sequences), else None
     name: str | None = None  # source file stem for image/folder inputs (for naming outputs)
+    capture_ms: float = 0.0  # time spent obtaining this frame: decoding, or waiting for the camera
 
 
 class Source:
@@ -485,7 +486,13 @@ class ThreadedReader:
 
     def _run(self) -> None:
         try:
-            for frame in self.source:
+            frames = iter(self.source)
+            while True:
+                started = time.perf_counter()
+                frame = next(frames, None)
+                if frame is None:
+                    break
+                frame.capture_ms = (time.perf_counter() - started) * 1000
                 if not self._put(frame):
                     break
         except BaseException as exc:  # handed to the consumer, who decides what is fatal

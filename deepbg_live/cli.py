@@ -52,8 +52,14 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
     return width, height
 
 
-def choose_background(color: str | None, image: str | None, video: str | None, blur: int | None) -> Background:
-    chosen = [name for name, value in (("--color", color), ("--image", image), ("--video", video), ("--blur", blur)) if value]
+def choose_background(
+    color: str | None, image: str | None, video: str | None, blur: int | None
+) -> Background:
+    chosen = [
+        name
+        for name, value in (("--color", color), ("--image", image), ("--video", video), ("--blur", blur))
+        if value
+    ]
     if len(chosen) > 1:
         raise UserError(f"choose one background, not {' and '.join(chosen)}")
     if image:
@@ -79,14 +85,18 @@ class Hotkeys:
         self.last = result
         self._update_overlay()
         action = self.window.poll_key()
-        while action == "pause":
-            action = self.window.poll_key()
-            while action is None:
-                action = self.window.poll_key()
-            if action == "pause":  # a second space resumes
-                action = None
-                break
+        if action == "pause":
+            action = self.wait_while_paused()
         return self.handle(action)
+
+    def wait_while_paused(self) -> str | None:
+        """Hold the current picture until space is pressed again; other keys still act."""
+        while True:
+            action = self.window.poll_key(wait_ms=30)
+            if action in ("pause", "quit"):
+                return None if action == "pause" else action
+            if action is not None:
+                self.handle(action)
 
     def handle(self, action: str | None) -> bool:
         if action == "quit":
@@ -115,17 +125,28 @@ class Hotkeys:
         self.window.set_stats(len(self.ticks), latency)
 
 
-def build_sinks(source, output, window, virtual_cam, vcam_device, vcam_format, save_mask, transparent) -> list:
+def build_sinks(
+    source, output, window, virtual_cam, vcam_device, vcam_format, save_mask, transparent
+) -> list:
     sinks: list = []
     if output:
         output = Path(output)
         if source.kind in ("image",):
-            sinks.append(ImageFileSink(output))
+            sinks.append(ImageFileSink(output, transparent=transparent))
         elif source.kind == "folder" or output.suffix.lower() not in VIDEO_SUFFIXES and not output.suffix:
             sinks.append(FolderSink(output, suffix=".png"))
         else:
             audio = source.path if source.kind == "video" else None
-            sinks.append(VideoFileSink(output, source.fps, source.size, audio_from=audio, transparent=transparent))
+            sinks.append(
+                VideoFileSink(
+                    output,
+                    source.fps,
+                    source.size,
+                    audio_from=audio,
+                    transparent=transparent,
+                    live=source.live,
+                )
+            )
     if save_mask:
         sinks.append(MaskSink(save_mask))
     if virtual_cam:
@@ -139,29 +160,56 @@ def build_sinks(source, output, window, virtual_cam, vcam_device, vcam_format, s
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
-@click.option("--demo", is_flag=True, help=f"Process the built-in sample clip (no camera needed) into --output [default: {DEMO_OUTPUT}].")
+@click.option(
+    "--demo",
+    is_flag=True,
+    help=f"Process the built-in sample clip (no camera needed) into --output [default: {DEMO_OUTPUT}].",
+)
 @click.option("--camera", default=None, help="Camera index (0, 1, ...) or device path.")
 @click.option("--input", "input_path", default=None, help="Video file, image file, or folder of images.")
 @click.option("--sequence", is_flag=True, help="Treat an --input folder as ordered video frames.")
 @click.option("--realtime", is_flag=True, help="Pace a video file at its frame rate, like a live camera.")
 @click.option("--size", default=None, help="Requested camera size, WIDTHxHEIGHT.")
-@click.option("--fps", type=float, default=None, help="Requested camera frame rate (or --sequence frame rate).")
-@click.option("--color", default=None, help=f"Background colour: #RRGGBB, #RGB or a name [default: {DEFAULT_COLOR}].")
+@click.option(
+    "--fps", type=float, default=None, help="Requested camera frame rate (or --sequence frame rate)."
+)
+@click.option(
+    "--color", default=None, help=f"Background colour: #RRGGBB, #RGB or a name [default: {DEFAULT_COLOR}]."
+)
 @click.option("--image", default=None, help="Background image, cover-fitted to the frame.")
 @click.option("--video", default=None, help="Background video, looped.")
 @click.option("--blur", type=int, default=None, help="Blur the real background with this kernel size.")
-@click.option("--transparent", is_flag=True, help="Write an alpha channel instead of a background (PNG, WebM, MOV).")
+@click.option(
+    "--transparent", is_flag=True, help="Write an alpha channel instead of a background (PNG, WebM, MOV)."
+)
 @click.option("--show-mask", is_flag=True, help="Output the mask instead of the composite.")
 @click.option("--output", "-o", default=None, help="Output video, image or folder.")
 @click.option("--virtual-cam", is_flag=True, help="Send the result to a virtual camera (Zoom, Meet, OBS).")
 @click.option("--vcam-device", default=None, help="Virtual camera device, e.g. /dev/video10.")
-@click.option("--vcam-format", type=click.Choice(["RGB", "BGR", "I420", "YUYV", "NV12", "UYVY"]), default="RGB", help="Virtual camera pixel format.")
-@click.option("--save-mask", default=None, help="Also write each frame's alpha as an 8-bit PNG in this folder.")
-@click.option("--window/--no-window", default=None, help="Preview window [default: on for cameras, off for files].")
-@click.option("--model", default=None, help="Model weights (.safetensors, .pt or .onnx) [default: the shipped model].")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", help="Where the model runs.")
-@click.option("--smoothing", type=click.FloatRange(0, 1), default=0.5, help="Temporal smoothing, 0 (off) to 1.")
-@click.option("--feather", type=click.IntRange(0, 100), default=0, help="Soften the mask edge by this many pixels.")
+@click.option(
+    "--vcam-format",
+    type=click.Choice(["RGB", "BGR", "I420", "YUYV", "NV12", "UYVY"]),
+    default="RGB",
+    help="Virtual camera pixel format.",
+)
+@click.option(
+    "--save-mask", default=None, help="Also write each frame's alpha as an 8-bit PNG in this folder."
+)
+@click.option(
+    "--window/--no-window", default=None, help="Preview window [default: on for cameras, off for files]."
+)
+@click.option(
+    "--model", default=None, help="Model weights (.safetensors, .pt or .onnx) [default: the shipped model]."
+)
+@click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", help="Where the model runs."
+)
+@click.option(
+    "--smoothing", type=click.FloatRange(0, 1), default=0.5, help="Temporal smoothing, 0 (off) to 1."
+)
+@click.option(
+    "--feather", type=click.IntRange(0, 100), default=0, help="Soften the mask edge by this many pixels."
+)
 @click.option("--refine/--no-refine", default=True, help="Guided-filter edge refinement.")
 @click.option("--progress/--no-progress", default=True, help="Progress bar for file inputs.")
 def main(**options) -> None:
@@ -184,11 +232,15 @@ def run(demo, camera, input_path, sequence, realtime, size, fps, color, image, v
         raise UserError("give exactly one of --camera N or --input PATH (or try --demo)")
     background = choose_background(color, image, video, blur)
     segmenter = Segmenter(model, device=device)
-    source = open_source(camera=camera, input=input_path, sequence=sequence, realtime=realtime, size=parse_size(size), fps=fps)
+    source = open_source(
+        camera=camera, input=input_path, sequence=sequence, realtime=realtime, size=parse_size(size), fps=fps
+    )
     _stop_on_sigterm()
     with source:
         window = source.kind == "camera" if window is None else window
-        sinks = build_sinks(source, output, window, virtual_cam, vcam_device, vcam_format, save_mask, transparent)
+        sinks = build_sinks(
+            source, output, window, virtual_cam, vcam_device, vcam_format, save_mask, transparent
+        )
         mode = "transparent" if transparent else "mask" if show_mask else "composite"
         pipeline = Pipeline(segmenter, background, sinks, TemporalSmoother(smoothing if _is_temporal(source) else 0.0),
                             EdgeRefiner(feather=feather, guided=refine), mode=mode)  # fmt: skip
@@ -196,7 +248,11 @@ def run(demo, camera, input_path, sequence, realtime, size, fps, color, image, v
         controller = Hotkeys(pipeline, preview, [background] if image or video else []) if preview else None
         stats = pipeline.run(source, progress=progress, controller=controller)
     summary = stats.summary()
-    click.echo(f"{stats.frames} frames at {summary['fps']:.1f} fps" + (f", {stats.dropped} dropped" if stats.dropped else ""), err=True)
+    click.echo(
+        f"{stats.frames} frames at {summary['fps']:.1f} fps"
+        + (f", {stats.dropped} dropped" if stats.dropped else ""),
+        err=True,
+    )
     if output:
         click.echo(f"wrote {output}", err=True)
 

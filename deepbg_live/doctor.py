@@ -61,14 +61,22 @@ def report() -> list[tuple[str, bool, str]]:
 
         rows.append(("onnxruntime (fast CPU backend)", True, onnxruntime.__version__))
     except ImportError:
-        rows.append(("onnxruntime (fast CPU backend)", False, "pip install onnxruntime; torch is used meanwhile"))
+        rows.append(
+            ("onnxruntime (fast CPU backend)", False, "pip install onnxruntime; torch is used meanwhile")
+        )
     import torch
 
     cuda = torch.cuda.is_available()
     rows.append(("torch", True, torch.__version__))
     rows.append(("CUDA GPU", cuda, torch.cuda.get_device_name(0) if cuda else "none; --device cpu is used"))
     display = sys.platform != "linux" or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-    rows.append(("display for the preview window", display, "found" if display else "none; use --no-window or xvfb-run"))
+    rows.append(
+        (
+            "display for the preview window",
+            display,
+            "found" if display else "none; use --no-window or xvfb-run",
+        )
+    )
     from deepbg_live.engine import DEFAULT_WEIGHTS
 
     rows.append(("shipped model weights", DEFAULT_WEIGHTS.exists(), str(DEFAULT_WEIGHTS)))
@@ -82,7 +90,9 @@ def main(fix_opencv: bool) -> None:
     if fix_opencv and not opencv_has_gui():
         click.echo("opencv-python-headless has replaced the GUI build of cv2; reinstalling opencv-python ...")
         if not restore_gui_opencv():
-            click.echo("Error: could not restore the GUI build of OpenCV; reinstall opencv-python by hand", err=True)
+            click.echo(
+                "Error: could not restore the GUI build of OpenCV; reinstall opencv-python by hand", err=True
+            )
             sys.exit(1)
         return
     for name, passed, detail in report():

@@ -111,12 +111,8 @@ class UNet(nn.Module):
         block = BLOCKS[config.block]
         widths = [config.base * 2**i for i in range(config.depth + 1)]
         self.stem = DoubleConv(3, widths[0])  # a full conv first: RGB has too few channels
-        self.downs = nn.ModuleList(
-            Down(widths[i], widths[i + 1], block) for i in range(config.depth)
-        )
-        self.ups = nn.ModuleList(
-            Up(widths[i + 1], widths[i], block) for i in reversed(range(config.depth))
-        )
+        self.downs = nn.ModuleList(Down(widths[i], widths[i + 1], block) for i in range(config.depth))
+        self.ups = nn.ModuleList(Up(widths[i + 1], widths[i], block) for i in reversed(range(config.depth)))
         self.head = nn.Conv2d(widths[0], 1, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

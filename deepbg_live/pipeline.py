@@ -30,7 +30,9 @@ HISTORY = 20_000  # timings kept per stage: enough for percentiles, bounded for 
 class Stats:
     """Per-stage timings (ms), capture-to-output latency (ms) and frame counts of a run."""
 
-    stages: dict[str, deque[float]] = field(default_factory=lambda: defaultdict(lambda: deque(maxlen=HISTORY)))
+    stages: dict[str, deque[float]] = field(
+        default_factory=lambda: defaultdict(lambda: deque(maxlen=HISTORY))
+    )
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=HISTORY))
     frames: int = 0
     dropped: int = 0
@@ -189,10 +191,12 @@ class Pipeline:
 
     def _timed_capture(self, reader: ThreadedReader) -> Iterator[Frame]:
         for frame in reader:
-            self.stats.stages["capture"].append((time.perf_counter() - frame.captured_at) * 1000)
+            self.stats.stages["capture"].append(frame.capture_ms)
             yield frame
 
-    def run(self, source: Source, progress: bool = False, controller: Callable[[Result], bool] | None = None) -> Stats:
+    def run(
+        self, source: Source, progress: bool = False, controller: Callable[[Result], bool] | None = None
+    ) -> Stats:
         """Stream ``source`` to the outputs until it ends, ``controller`` returns False, or Ctrl-C.
 
         The outputs are always closed on the way out, so files are finalised and playable.
@@ -221,4 +225,6 @@ class Pipeline:
 def _progress_bar(source: Source, enabled: bool):
     from tqdm import tqdm
 
-    return tqdm(total=source.frame_count, unit="frame", disable=not enabled or source.live, dynamic_ncols=True)
+    return tqdm(
+        total=source.frame_count, unit="frame", disable=not enabled or source.live, dynamic_ncols=True
+    )

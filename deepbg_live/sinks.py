@@ -155,7 +155,7 @@ _VIDEO_EXTS = (".mp4", ".m4v", ".mov", ".mkv", ".webm")
 _VP9_OPTIONS = {"deadline": "realtime", "cpu-used": "8", "row-mt": "1", "crf": "32", "b": "0"}
 # audio codecs each container takes as-is; anything else is transcoded to the first codec listed
 _AUDIO_OK = {
-    ".mp4": ("aac", "mp3", "alac", "ac3", "eac3", "opus"),
+    ".mp4": ("aac", "mp3", "alac", "ac3", "eac3"),  # not Opus: QuickTime and Windows players reject it in MP4
     ".m4v": ("aac", "mp3", "alac", "ac3", "eac3"),
     ".mov": ("aac", "mp3", "alac", "ac3", "eac3", "pcm_s16le", "pcm_s24le"),
     ".mkv": ("aac", "mp3", "opus", "vorbis", "flac", "ac3", "eac3", "alac", "pcm_s16le"),
@@ -219,8 +219,8 @@ class VideoFileSink:
             raise UserError(f"{self.path}: output would overwrite the input; choose another --output name")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._out = self._open_output()
-        self._video = self._add_video(codec, pix_fmt, preset or ("ultrafast" if live else "veryfast"), crf)
-        self._audio = _AudioCopier(audio_from, self._out, self.path) if audio_from else None
+        self._video = self._add_video(codec, pix_fmt, preset or ("ultrafast" if live else "superfast"), crf)
+        self._audio = self._audio_copier(audio_from) if audio_from else None
         self._last_n = -1
         self._t0: float | None = None
         self._closed = False
@@ -228,6 +228,13 @@ class VideoFileSink:
         self._progress = _progress_bar(progress_total, self.path)
         _install_sigterm_handler()
         atexit.register(self.close)
+
+    def _audio_copier(self, source: Path) -> _AudioCopier | None:
+        try:
+            return _AudioCopier(Path(source), self._out, self.path)
+        except (av.error.FFmpegError, ValueError, KeyError) as exc:  # an exotic codec or layout
+            log.warning("%s: could not carry the audio over (%s); the output has no sound", source, exc)
+            return None
 
     def _open_output(self) -> av.container.OutputContainer:
         options = {"movflags": "+faststart"} if self.path.suffix.lower() in (".mp4", ".m4v", ".mov") else {}
@@ -252,12 +259,10 @@ class VideoFileSink:
         elif codec == "mpeg4":
             stream.options = {"qscale": "3"}
         if pix_fmt == "yuva420p":
-            stream.metadata["alpha_mode"] = (
-                "1"  # tells WebM readers (browsers, libvpx) to use the alpha plane
-            )
-        if (
-            pix_fmt == "yuv420p"
-        ):  # cv2's BGR->I420 is BT.601 limited range; say so, or HD players assume BT.709
+            # tells WebM readers (browsers, libvpx) to use the alpha plane
+            stream.metadata["alpha_mode"] = "1"
+        if pix_fmt == "yuv420p":
+            # cv2's BGR->I420 is BT.601 limited range; say so, or HD players assume BT.709
             ctx = stream.codec_context
             ctx.colorspace, ctx.color_primaries, ctx.color_trc, ctx.color_range = 6, 6, 6, 1
         self._time_base = 1 / self.rate
@@ -280,7 +285,8 @@ class VideoFileSink:
         w, h = self._enc_size
         if image.shape[1] != self.size[0] or image.shape[0] != self.size[1]:
             image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
-            alpha = cv2.resize(alpha, self.size, interpolation=cv2.INTER_AREA)
+            if alpha is not None:
+                alpha = cv2.resize(alpha, self.size, interpolation=cv2.INTER_AREA)
         image = image[:h, :w]
         if self.transparent:
             if image.shape[2] == 3:
@@ -372,7 +378,6 @@ class _AudioCopier:
         self._zero = (
             float(video.start_time * video.time_base) if video and video.start_time is not None else 0.0
         )
-        self._src = src
         accepted = _AUDIO_OK.get(out_path.suffix.lower(), ())
         self._copy = src.codec_context.name in accepted
         if self._copy:
@@ -577,18 +582,18 @@ class PreviewWindow:
         if key < 0:
             return
         action = KEY_ACTIONS.get(key & 0xFF) or KEY_ACTIONS.get(ord(chr(key & 0xFF).lower()))
-        if action == "stats":
-            self.show_stats = not self.show_stats
         if action:
             self._actions.append(action)
 
-    def poll_key(self) -> str | None:
-        """Next user action, or None. "stats" has already toggled the overlay here; the rest are the caller's."""
+    def poll_key(self, wait_ms: int = 1) -> str | None:
+        """Next user action, or None; the caller acts on it (for "stats": toggle ``show_stats``).
+
+        While paused, poll with ``wait_ms`` around 30 so the loop sleeps in the GUI instead of spinning.
+        """
         if not self._actions and not self._closed:
-            if (
-                self._polled_since_show
-            ):  # nothing written since the last poll (e.g. paused): pump the GUI here
-                self._queue_key(cv2.waitKey(1))
+            # nothing written since the last poll (e.g. paused): pump the GUI here, or it freezes
+            if self._polled_since_show:
+                self._queue_key(cv2.waitKey(max(1, wait_ms)))
             self._polled_since_show = True
             self._user_closed()
         return self._actions.popleft() if self._actions else None

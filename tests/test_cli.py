@@ -42,7 +42,11 @@ def red_is_person_model(path: Path) -> Path:
 
 def deepbg(*args: str, cwd: Path = ROOT, timeout: float = 180) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "deepbg_live.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "deepbg_live.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -53,7 +57,9 @@ def model(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> Path:
-    return make_clip(tmp_path_factory.mktemp("clip") / "talk.mp4", frames=45, size=(320, 240), fps=30, audio=True)
+    return make_clip(
+        tmp_path_factory.mktemp("clip") / "talk.mp4", frames=45, size=(320, 240), fps=30, audio=True
+    )
 
 
 def decoded_frames(path: Path) -> list[np.ndarray]:
@@ -111,7 +117,9 @@ def test_a_folder_of_photos_becomes_a_folder_of_cutouts_and_masks_named_after_th
 
 
 def test_video_masks_are_numbered_from_zero(tmp_path, model, clip):
-    result = deepbg("--input", str(clip), "--save-mask", str(tmp_path / "m"), "--model", str(model), "--no-progress")
+    result = deepbg(
+        "--input", str(clip), "--save-mask", str(tmp_path / "m"), "--model", str(model), "--no-progress"
+    )
     assert result.returncode == 0, result.stderr
     names = sorted(p.name for p in (tmp_path / "m").iterdir())
     assert names[:2] == ["00000.png", "00001.png"] and len(names) == 45

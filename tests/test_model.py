@@ -51,7 +51,9 @@ def test_half_precision_weights_are_half_the_size_and_close(tmp_path):
     model = build_model("realtime").eval()
     save_weights(model, tmp_path / "full.safetensors")
     save_weights(model, tmp_path / "half.safetensors", half=True)
-    assert (tmp_path / "half.safetensors").stat().st_size < 0.6 * (tmp_path / "full.safetensors").stat().st_size
+    assert (tmp_path / "half.safetensors").stat().st_size < 0.6 * (
+        tmp_path / "full.safetensors"
+    ).stat().st_size
     half, _ = load_weights(tmp_path / "half.safetensors")
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():

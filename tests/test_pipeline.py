@@ -102,7 +102,9 @@ def test_stopping_from_the_output_side_ends_the_run_promptly(tmp_path, segmenter
     sink = Recorder(keep_images=False)
     with open_source(input=clip) as source:
         started = time.perf_counter()
-        Pipeline(segmenter, ColorBackground(), [sink]).run(source, controller=lambda result: result.frame.index < 9)
+        Pipeline(segmenter, ColorBackground(), [sink]).run(
+            source, controller=lambda result: result.frame.index < 9
+        )
     assert sink.indices == list(range(10))
     assert time.perf_counter() - started < 10
 
@@ -132,4 +134,3 @@ def test_two_thousand_frames_run_at_steady_memory(tmp_path, segmenter):
         stats = Pipeline(segmenter, ColorBackground(), [MemorySink()], smoother=smoother).run(source)
     assert stats.frames == 2000
     assert memory[1999] - memory[500] < 25, f"memory grew from {memory[500]:.0f} to {memory[1999]:.0f} MB"
-

@@ -71,7 +71,11 @@ def test_the_validation_split_is_every_tenth_photo_and_whole_held_out_clips(tmp_
     make_pairs(tmp_path / "photos", count=25)
     make_pairs(tmp_path / "video" / "lucia", count=4)
     make_pairs(tmp_path / "video" / "hike", count=4)
-    folders = [("photos", tmp_path / "photos"), ("video/lucia", tmp_path / "video/lucia"), ("video/hike", tmp_path / "video/hike")]
+    folders = [
+        ("photos", tmp_path / "photos"),
+        ("video/lucia", tmp_path / "video/lucia"),
+        ("video/hike", tmp_path / "video/hike"),
+    ]
     train, val = split_pairs(folders)
     val_names = sorted(p.image.name for p in val if p.source == "photos")
     assert val_names == ["000.jpg", "010.jpg", "020.jpg"]
@@ -111,7 +115,9 @@ def test_resume_continues_the_same_steps_and_optimizer_state(tmp_path):
 
 
 def test_the_training_cli_explains_every_flag():
-    result = subprocess.run([sys.executable, "-m", "training", "--help"], cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "training", "--help"], cwd=ROOT, capture_output=True, text=True
+    )
     assert result.returncode == 0
     for flag in ("--images", "--masks", "--epochs", "--out", "--wandb", "--resume", "--preset"):
         assert flag in result.stdout

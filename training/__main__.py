@@ -18,31 +18,95 @@ DEFAULTS = TrainConfig()
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.option("--out", default=DEFAULTS.out, help="Run folder: checkpoints, history, report, wandb files.")
-@click.option("--data-root", default=DEFAULTS.data_root, help="Shared data layout to train on; '' to use only --images/--masks.")
-@click.option("--images", multiple=True, help="A folder of training images (repeatable, paired with --masks).")
+@click.option(
+    "--data-root",
+    default=DEFAULTS.data_root,
+    help="Shared data layout to train on; '' to use only --images/--masks.",
+)
+@click.option(
+    "--images", multiple=True, help="A folder of training images (repeatable, paired with --masks)."
+)
 @click.option("--masks", multiple=True, help="The folder of masks for the matching --images.")
 @click.option("--val-images", multiple=True, help="Extra validation images folder (paired with --val-masks).")
 @click.option("--val-masks", multiple=True, help="The masks for the matching --val-images.")
-@click.option("--backgrounds", default=None, help="Folder of person-free backgrounds to composite onto [default: DATA_ROOT/backgrounds].")
+@click.option(
+    "--backgrounds",
+    default=None,
+    help="Folder of person-free backgrounds to composite onto [default: DATA_ROOT/backgrounds].",
+)
 @click.option("--model", type=click.Choice(sorted(CONFIGS)), default=DEFAULTS.model, help="U-Net config.")
-@click.option("--preset", type=click.Choice(sorted(PRESETS)), default=None, help="A named recipe; 'original' is the original project's.")
-@click.option("--epochs", type=int, default=DEFAULTS.epochs, help="Epochs in the whole run (the LR schedule spans them).")
+@click.option(
+    "--preset",
+    type=click.Choice(sorted(PRESETS)),
+    default=None,
+    help="A named recipe; 'original' is the original project's.",
+)
+@click.option(
+    "--epochs",
+    type=int,
+    default=DEFAULTS.epochs,
+    help="Epochs in the whole run (the LR schedule spans them).",
+)
 @click.option("--batch-size", type=int, default=DEFAULTS.batch_size, help="Batch size per process.")
 @click.option("--crop", type=int, default=DEFAULTS.crop, help="Square training crop, in pixels.")
-@click.option("--final-crop", type=int, default=DEFAULTS.final_crop, help="Crop for the last --final-fraction of epochs.")
-@click.option("--final-fraction", type=float, default=DEFAULTS.final_fraction, help="Share of epochs trained at --final-crop.")
-@click.option("--optimizer", type=click.Choice(["adamw", "adam"]), default=DEFAULTS.optimizer, help="adamw: cosine schedule; adam: StepLR.")
+@click.option(
+    "--final-crop",
+    type=int,
+    default=DEFAULTS.final_crop,
+    help="Crop for the last --final-fraction of epochs.",
+)
+@click.option(
+    "--final-fraction",
+    type=float,
+    default=DEFAULTS.final_fraction,
+    help="Share of epochs trained at --final-crop.",
+)
+@click.option(
+    "--optimizer",
+    type=click.Choice(["adamw", "adam"]),
+    default=DEFAULTS.optimizer,
+    help="adamw: cosine schedule; adam: StepLR.",
+)
 @click.option("--lr", type=float, default=DEFAULTS.lr, help="Peak learning rate.")
-@click.option("--composite-p", type=float, default=DEFAULTS.composite_p, help="Share of samples pasted onto a background image.")
-@click.option("--seed", type=int, default=DEFAULTS.seed, help="Seed for weights, sample order and augmentation.")
+@click.option(
+    "--composite-p",
+    type=float,
+    default=DEFAULTS.composite_p,
+    help="Share of samples pasted onto a background image.",
+)
+@click.option(
+    "--seed", type=int, default=DEFAULTS.seed, help="Seed for weights, sample order and augmentation."
+)
 @click.option("--threads", type=int, default=DEFAULTS.threads, help="CPU threads for torch.")
 @click.option("--workers", type=int, default=DEFAULTS.workers, help="DataLoader worker processes.")
-@click.option("--checkpoint-minutes", type=float, default=DEFAULTS.checkpoint_minutes, help="Save last.pt at least this often.")
-@click.option("--max-minutes", type=float, default=DEFAULTS.max_minutes, help="Stop cleanly after this long (0: no limit).")
-@click.option("--samples-per-epoch", type=int, default=DEFAULTS.samples_per_epoch, help="0: the whole training set.")
-@click.option("--val-limit", type=int, default=DEFAULTS.val_limit, help="Validate on at most this many pairs (0: all).")
-@click.option("--wandb", "wandb_mode", type=click.Choice(["offline", "online", "disabled"]), default=DEFAULTS.wandb, help="offline needs no network; sync later with `wandb sync OUT/wandb`.")
-@click.option("--resume", is_flag=True, help="Continue the run in --out from last.pt, with its stored settings.")
+@click.option(
+    "--checkpoint-minutes",
+    type=float,
+    default=DEFAULTS.checkpoint_minutes,
+    help="Save last.pt at least this often.",
+)
+@click.option(
+    "--max-minutes",
+    type=float,
+    default=DEFAULTS.max_minutes,
+    help="Stop cleanly after this long (0: no limit).",
+)
+@click.option(
+    "--samples-per-epoch", type=int, default=DEFAULTS.samples_per_epoch, help="0: the whole training set."
+)
+@click.option(
+    "--val-limit", type=int, default=DEFAULTS.val_limit, help="Validate on at most this many pairs (0: all)."
+)
+@click.option(
+    "--wandb",
+    "wandb_mode",
+    type=click.Choice(["offline", "online", "disabled"]),
+    default=DEFAULTS.wandb,
+    help="offline needs no network; sync later with `wandb sync OUT/wandb`.",
+)
+@click.option(
+    "--resume", is_flag=True, help="Continue the run in --out from last.pt, with its stored settings."
+)
 def main(preset, resume, wandb_mode, images, masks, val_images, val_masks, **options):
     """Train the segmentation U-Net, checkpointing often so it can be stopped and resumed."""
     out = Path(options["out"])
@@ -51,14 +115,22 @@ def main(preset, resume, wandb_mode, images, masks, val_images, val_masks, **opt
             if not (out / "last.pt").exists():
                 raise click.ClickException(f"nothing to resume: {out / 'last.pt'} does not exist")
             cfg = read_config(out / "last.pt")
-            cfg = dataclasses.replace(cfg, out=str(out), max_minutes=options["max_minutes"], threads=options["threads"])
+            cfg = dataclasses.replace(
+                cfg, out=str(out), max_minutes=options["max_minutes"], threads=options["threads"]
+            )
         else:
             if len(images) != len(masks) or len(val_images) != len(val_masks):
-                raise click.ClickException("give one --masks for each --images (and --val-masks for each --val-images)")
+                raise click.ClickException(
+                    "give one --masks for each --images (and --val-masks for each --val-images)"
+                )
             values = {**options, **PRESETS.get(preset, {})}
             cfg = TrainConfig(
-                **values, wandb=wandb_mode, images=list(images), masks=list(masks),
-                val_images=list(val_images), val_masks=list(val_masks),
+                **values,
+                wandb=wandb_mode,
+                images=list(images),
+                masks=list(masks),
+                val_images=list(val_images),
+                val_masks=list(val_masks),
             )
             cfg.data_root = cfg.data_root or None
         signal.signal(signal.SIGTERM, _interrupt)

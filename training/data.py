@@ -122,7 +122,9 @@ def load_backgrounds(folder: Path | None) -> list[np.ndarray]:
     for path in sorted(Path(folder).iterdir()):
         image = cv2.imread(str(path), cv2.IMREAD_COLOR) if path.suffix.lower() in IMAGE_SUFFIXES else None
         if image is not None:
-            backgrounds.append(resize_long_side(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), CACHE_LONG_SIDE, cv2.INTER_AREA))
+            backgrounds.append(
+                resize_long_side(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), CACHE_LONG_SIDE, cv2.INTER_AREA)
+            )
     return backgrounds
 
 
@@ -131,7 +133,9 @@ def photometric_augmentation() -> A.Compose:
     return A.Compose(
         [
             A.HorizontalFlip(p=0.5),
-            A.Affine(rotate=(-15, 15), shear=(-5, 5), scale=(0.9, 1.1), border_mode=cv2.BORDER_REFLECT_101, p=0.5),
+            A.Affine(
+                rotate=(-15, 15), shear=(-5, 5), scale=(0.9, 1.1), border_mode=cv2.BORDER_REFLECT_101, p=0.5
+            ),
             A.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.03, p=0.6),
             A.RandomBrightnessContrast(p=0.3),
             A.RandomGamma(p=0.2),
@@ -199,20 +203,28 @@ class SegmentationDataset(torch.utils.data.Dataset):
         return np.ascontiguousarray(image[window]), np.ascontiguousarray(mask[window])
 
 
-def composite_on(image: np.ndarray, mask: np.ndarray, background: np.ndarray, rng: random.Random) -> np.ndarray:
+def composite_on(
+    image: np.ndarray, mask: np.ndarray, background: np.ndarray, rng: random.Random
+) -> np.ndarray:
     """Paste the person in ``image`` onto ``background`` (cover-fitted), with a soft edge."""
     height, width = image.shape[:2]
     scale = max(height / background.shape[0], width / background.shape[1]) * rng.uniform(1.0, 1.5)
-    bg = cv2.resize(background, (int(np.ceil(background.shape[1] * scale)), int(np.ceil(background.shape[0] * scale))))
+    bg = cv2.resize(
+        background, (int(np.ceil(background.shape[1] * scale)), int(np.ceil(background.shape[0] * scale)))
+    )
     top = rng.randint(0, bg.shape[0] - height)
     left = rng.randint(0, bg.shape[1] - width)
     bg = bg[top : top + height, left : left + width]
     alpha = cv2.GaussianBlur(mask, (3, 3), 0).astype(np.uint16)[..., None]
-    return ((image.astype(np.uint16) * alpha + bg.astype(np.uint16) * (255 - alpha) + 127) // 255).astype(np.uint8)
+    return ((image.astype(np.uint16) * alpha + bg.astype(np.uint16) * (255 - alpha) + 127) // 255).astype(
+        np.uint8
+    )
 
 
 def cache_pairs(pairs: list[Pair], long_side: int = CACHE_LONG_SIDE, progress: bool = True):
     """Read every pair once into memory; reading JPEGs each epoch would cost more than training."""
     from tqdm import tqdm
 
-    return [read_pair(p, long_side) for p in tqdm(pairs, desc="loading pairs", disable=not progress, leave=False)]
+    return [
+        read_pair(p, long_side) for p in tqdm(pairs, desc="loading pairs", disable=not progress, leave=False)
+    ]

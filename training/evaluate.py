@@ -22,7 +22,9 @@ from training.data import DatasetError, Pair, find_pairs, shared_data_folders, s
 from training.metrics import all_metrics
 
 
-def evaluate_pairs(segmenter: Segmenter, pairs: list[Pair], refiner: EdgeRefiner | None = None) -> dict[str, float]:
+def evaluate_pairs(
+    segmenter: Segmenter, pairs: list[Pair], refiner: EdgeRefiner | None = None
+) -> dict[str, float]:
     """Mean of every metric over ``pairs``, predicting at full resolution like the runtime."""
     rows = []
     for pair in tqdm(pairs, desc="evaluating", leave=False):
@@ -49,14 +51,38 @@ def validation_folders(data_root: Path) -> dict[str, list[Pair]]:
 
 
 @click.command(context_settings={"show_default": True})
-@click.option("--images", type=click.Path(file_okay=False, path_type=Path), multiple=True, help="Image folder (repeatable).")
-@click.option("--masks", type=click.Path(file_okay=False, path_type=Path), multiple=True, help="Mask folder for each --images.")
-@click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), default=None, help="Evaluate the fixed validation split of this shared data layout.")
-@click.option("--model", default=None, help="Weights (.safetensors, .pt or .onnx) [default: the shipped model].")
+@click.option(
+    "--images",
+    type=click.Path(file_okay=False, path_type=Path),
+    multiple=True,
+    help="Image folder (repeatable).",
+)
+@click.option(
+    "--masks",
+    type=click.Path(file_okay=False, path_type=Path),
+    multiple=True,
+    help="Mask folder for each --images.",
+)
+@click.option(
+    "--data-root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Evaluate the fixed validation split of this shared data layout.",
+)
+@click.option(
+    "--model", default=None, help="Weights (.safetensors, .pt or .onnx) [default: the shipped model]."
+)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
 @click.option("--long-side", type=int, default=None, help="Inference resolution [default: the model's].")
-@click.option("--refine/--no-refine", default=False, help="Score the guided-filter alpha instead of the bilinear one.")
-@click.option("--json-out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also write the results here.")
+@click.option(
+    "--refine/--no-refine", default=False, help="Score the guided-filter alpha instead of the bilinear one."
+)
+@click.option(
+    "--json-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the results here.",
+)
 def main(images, masks, data_root, model, device, long_side, refine, json_out) -> None:
     """Report IoU, Dice, boundary F and MAD per folder of image/mask pairs."""
     try:
@@ -76,7 +102,9 @@ def main(images, masks, data_root, model, device, long_side, refine, json_out) -
     click.echo(f"model: {model or 'shipped'}  backend: {segmenter.backend}  long side: {segmenter.long_side}")
     click.echo(f"{'folder':<22}{'pairs':>6}{'IoU':>8}{'mIoU':>8}{'Dice':>8}{'BF':>8}{'MAD':>8}")
     for name, r in results.items():
-        click.echo(f"{name:<22}{r['pairs']:>6}{r['iou']:>8.4f}{r['miou']:>8.4f}{r['dice']:>8.4f}{r['boundary_f']:>8.4f}{r['mad']:>8.4f}")
+        click.echo(
+            f"{name:<22}{r['pairs']:>6}{r['iou']:>8.4f}{r['miou']:>8.4f}{r['dice']:>8.4f}{r['boundary_f']:>8.4f}{r['mad']:>8.4f}"
+        )
     if json_out:
         json_out.write_text(json.dumps(results, indent=2))
 

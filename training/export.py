@@ -37,7 +37,12 @@ def onnx_max_error(onnx_bytes: bytes, model: torch.nn.Module, sizes=((144, 192),
 
 @click.command(context_settings={"show_default": True})
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=WEIGHTS_DIR, help="Folder to write into.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=WEIGHTS_DIR,
+    help="Folder to write into.",
+)
 @click.option("--name", default=None, help="File stem [default: the model config's name].")
 def main(checkpoint: Path, out: Path, name: str | None) -> None:
     """Export CHECKPOINT (best.safetensors or a .pt from a run) to NAME.onnx and NAME.safetensors (fp16)."""
@@ -47,7 +52,9 @@ def main(checkpoint: Path, out: Path, name: str | None) -> None:
     export_onnx(model, buffer)
     error = onnx_max_error(buffer.getvalue(), model)
     if error > TOLERANCE:
-        click.echo(f"Error: ONNX differs from torch by {error:.2e} (> {TOLERANCE:.0e}); nothing written", err=True)
+        click.echo(
+            f"Error: ONNX differs from torch by {error:.2e} (> {TOLERANCE:.0e}); nothing written", err=True
+        )
         sys.exit(1)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.onnx").write_bytes(buffer.getvalue())

@@ -75,7 +75,11 @@ def write_curves(history: list[dict], out: Path) -> None:
 
     panels = [
         ("loss", ["train/loss", "val/loss"]),
-        ("IoU", ["val/iou"] + sorted({k for row in history for k in row if k.endswith("/iou") and k != "val/iou"})),
+        (
+            "IoU",
+            ["val/iou"]
+            + sorted({k for row in history for k in row if k.endswith("/iou") and k != "val/iou"}),
+        ),
         ("Dice and pixel accuracy", ["val/dice", "val/pixel_acc"]),
         ("boundary F", ["val/boundary_f"]),
     ]

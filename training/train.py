@@ -253,7 +253,10 @@ class Trainer:
                 self.batch += 1
                 bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
                 if self.step % 25 == 0:
-                    self.logger.log({"train/loss": np.mean(losses[-25:]), "lr": self.optimizer.param_groups[0]["lr"]}, self.step)
+                    self.logger.log(
+                        {"train/loss": np.mean(losses[-25:]), "lr": self.optimizer.param_groups[0]["lr"]},
+                        self.step,
+                    )
                 if time.monotonic() - last_save > self.cfg.checkpoint_minutes * 60:
                     self.save_checkpoint("last.pt")
                     last_save = time.monotonic()
@@ -277,10 +280,20 @@ class Trainer:
             self.save_checkpoint("last.pt")
             if improved:
                 self.save_checkpoint("best.pt")
-                save_weights(self.model, self.out / "best.safetensors", epoch=str(self.epoch), val_iou=f"{self.best_iou:.4f}")
+                save_weights(
+                    self.model,
+                    self.out / "best.safetensors",
+                    epoch=str(self.epoch),
+                    val_iou=f"{self.best_iou:.4f}",
+                )
             self.logger.log({**metrics, "epoch": self.epoch}, self.step, images=self.sample_grid())
             self.logger.write_report()
-            print(json.dumps({"epoch": self.epoch, "step": self.step, **{k: round(v, 4) for k, v in metrics.items()}}), flush=True)
+            print(
+                json.dumps(
+                    {"epoch": self.epoch, "step": self.step, **{k: round(v, 4) for k, v in metrics.items()}}
+                ),
+                flush=True,
+            )
         return metrics
 
     @torch.no_grad()
@@ -359,4 +372,3 @@ def read_config(path: Path) -> TrainConfig:
     """The ``TrainConfig`` stored in a checkpoint (for ``--resume``)."""
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     return TrainConfig(**json.loads(checkpoint["train_config"]))
-
