@@ -7,6 +7,7 @@ the shipped weights score.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -186,3 +187,52 @@ def test_the_help_lists_every_input_and_output():
     for flag in ("--camera", "--input", "--realtime", "--color", "--image", "--video", "--blur", "--transparent",
                  "--output", "--virtual-cam", "--save-mask", "--no-window", "--smoothing", "--feather", "--device"):  # fmt: skip
         assert flag in result.stdout
+
+
+@pytest.fixture(scope="module")
+def display() -> str:
+    import shutil
+
+    from tests.media import start_xvfb
+
+    started = start_xvfb() if shutil.which("xwd") and shutil.which("xdotool") else None
+    if started is None:
+        pytest.skip("Xvfb, xwd and xdotool (packages xvfb, x11-apps, xdotool) are needed for window tests")
+    process, name = started
+    yield name
+    process.terminate()
+    process.wait(10)
+
+
+def test_the_preview_window_shows_the_composite_and_obeys_its_keys(tmp_path, model, display):
+    from tests.media import screenshot
+
+    long_clip = make_clip(tmp_path / "long.mp4", frames=900, size=(320, 240), fps=30, audio=False)
+    env = {**os.environ, "DISPLAY": display}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deepbg_live.cli", "--input", str(long_clip), "--realtime", "--window",
+         "--color", "#0000ff", "--model", str(model)],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        window = ""
+        deadline = time.time() + 60
+        while not window and time.time() < deadline:
+            found = subprocess.run(["xdotool", "search", "--name", "deepbg-live"], env=env, capture_output=True, text=True)
+            window = found.stdout.split()[-1] if found.stdout.split() else ""
+            time.sleep(0.2)
+        time.sleep(1.0)
+        screen = screenshot(display)
+        blue = np.abs(screen.astype(int) - BLUE_BGR).sum(axis=2) < 40
+        red = np.abs(screen.astype(int) - SQUARE_BGR).sum(axis=2) < 60
+        assert blue.sum() > 0.5 * 320 * 240, "the new background fills most of the window"
+        assert red.sum() > 0.5 * 60 * 60, "the person (the red square) is shown over it"
+        subprocess.run(["xdotool", "windowfocus", "--sync", window], env=env, check=True)
+        subprocess.run(["xdotool", "key", "s"], env=env, check=True)
+        time.sleep(0.5)
+        subprocess.run(["xdotool", "key", "q"], env=env, check=True)
+        assert process.wait(20) == 0
+        assert list(tmp_path.glob("deepbg-snapshot-*.png")), "s saves a snapshot in the current folder"
+    finally:
+        process.kill()
+        process.wait()

@@ -160,3 +160,21 @@ def test_ddp_trains_with_two_cpu_processes(tmp_path):
     assert checkpoint["epoch"] == 1
     # 10 training pairs, batch 2 per process, 2 processes: 2 steps, each seeing 4 samples
     assert checkpoint["step"] == 2
+
+
+def test_fine_tuning_starts_from_the_given_weights(tmp_path):
+    from deepbg_live.model import build_model, save_weights
+
+    start = build_model("depthwise8")
+    torch.nn.init.constant_(start.head.bias, 0.75)
+    save_weights(start, tmp_path / "start.safetensors")
+    trainer = Trainer(tiny_config(tmp_path, init=str(tmp_path / "start.safetensors")))
+    assert torch.allclose(trainer.model.head.bias, torch.tensor([0.75]))
+
+
+def test_fine_tuning_refuses_weights_of_another_shape(tmp_path):
+    from deepbg_live.model import build_model, save_weights
+
+    save_weights(build_model("realtime"), tmp_path / "other.safetensors")
+    with pytest.raises(DatasetError, match="realtime"):
+        Trainer(tiny_config(tmp_path, init=str(tmp_path / "other.safetensors")))

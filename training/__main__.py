@@ -35,6 +35,7 @@ DEFAULTS = TrainConfig()
     help="Folder of person-free backgrounds to composite onto [default: DATA_ROOT/backgrounds].",
 )
 @click.option("--model", type=click.Choice(sorted(CONFIGS)), default=DEFAULTS.model, help="U-Net config.")
+@click.option("--init", default=None, help="Start from these weights (.safetensors or .pt) to fine-tune.")
 @click.option(
     "--preset",
     type=click.Choice(sorted(PRESETS)),

@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from deepbg_live.model import CONFIGS, ModelConfig, build_model, normalise, save_weights
+from deepbg_live.model import CONFIGS, ModelConfig, build_model, load_weights, normalise, save_weights
 from training import data as D
 from training.metrics import all_metrics
 from training.report import RunLogger
@@ -33,6 +33,7 @@ class TrainConfig:
     val_masks: list[str] = field(default_factory=list)
     backgrounds: str | None = None
     model: str = "realtime"
+    init: str | None = None  # start from these weights (fine-tuning) instead of random ones
     epochs: int = 60
     batch_size: int = 16
     crop: int = 128
@@ -154,6 +155,8 @@ class Trainer:
         self.wandb_id = ""
         if resume:
             self.load_checkpoint(self.out / "last.pt")
+        elif cfg.init:
+            self.load_initial_weights(Path(cfg.init))
         self.out.mkdir(parents=True, exist_ok=True)
         train_pairs, self.val_pairs = load_splits(cfg)
         if cfg.val_limit:
@@ -357,6 +360,12 @@ class Trainer:
         tmp = self.out / f".{name}.tmp"
         torch.save(checkpoint, tmp)
         tmp.replace(self.out / name)  # atomic: a kill mid-write never corrupts the checkpoint
+
+    def load_initial_weights(self, path: Path) -> None:
+        start, _ = load_weights(path)
+        if start.config != self.model.config:
+            raise D.DatasetError(f"{path} holds a {start.config.name!r} model, not {self.cfg.model!r}; pass --model")
+        self.model.load_state_dict(start.state_dict())
 
     def load_checkpoint(self, path: Path) -> None:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
