@@ -189,23 +189,14 @@ def test_the_help_lists_every_input_and_output():
         assert flag in result.stdout
 
 
-@pytest.fixture(scope="module")
-def display() -> str:
+def test_the_preview_window_shows_the_composite_and_obeys_its_keys(tmp_path, model, xvfb):
     import shutil
 
-    from tests.media import start_xvfb
-
-    started = start_xvfb() if shutil.which("xwd") and shutil.which("xdotool") else None
-    if started is None:
-        pytest.skip("Xvfb, xwd and xdotool (packages xvfb, x11-apps, xdotool) are needed for window tests")
-    process, name = started
-    yield name
-    process.terminate()
-    process.wait(10)
-
-
-def test_the_preview_window_shows_the_composite_and_obeys_its_keys(tmp_path, model, display):
     from tests.media import screenshot
+
+    if shutil.which("xdotool") is None:
+        pytest.skip("xdotool (package xdotool) is needed to press keys in the window")
+    display = xvfb
 
     long_clip = make_clip(tmp_path / "long.mp4", frames=900, size=(320, 240), fps=30, audio=False)
     env = {**os.environ, "DISPLAY": display}

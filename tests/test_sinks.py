@@ -9,7 +9,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2  # isort: split
@@ -259,17 +258,6 @@ def test_preview_window_without_a_display_is_a_user_error_not_a_crash(display: s
     )
     assert result.returncode == 0, result.stderr  # not -6 (SIGABRT from Qt)
     assert result.stdout.strip() == "no display found: use --no-window, or run under xvfb-run"
-
-
-@pytest.fixture(scope="module")
-def xvfb() -> Iterator[str]:
-    started = media.start_xvfb() if shutil.which("xwd") else None
-    if started is None:
-        pytest.skip("Xvfb and xwd (packages xvfb, x11-apps) are needed for window tests")
-    proc, display = started
-    yield display
-    proc.terminate()
-    proc.wait(10)
 
 
 _SHOW_RED = """
