@@ -6,12 +6,13 @@ import os
 import signal
 import sys
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import click
 import cv2
 
-from deepbg_live.capture import open_source
+from deepbg_live.capture import Source, open_source
 from deepbg_live.composite import (
     DEFAULT_COLOR,
     Background,
@@ -37,7 +38,6 @@ from deepbg_live.smoothing import TemporalSmoother
 PALETTE = ("#00ff00", "#0000ff", "#ffffff", "#0a4678", "#202020")  # colours the c key cycles through
 BLUR_STEPS = (15, 31, 61)  # blur kernels the b key cycles through
 DEMO_OUTPUT = "deepbg-demo.mp4"
-VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"}
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:
@@ -125,38 +125,34 @@ class Hotkeys:
         self.window.set_stats(len(self.ticks), latency)
 
 
-def build_sinks(
-    source, output, window, virtual_cam, vcam_device, vcam_format, save_mask, transparent
-) -> list:
+def build_sinks(source: Source, opts: Options, window: bool) -> list:
+    """The outputs the options ask for; an error if they ask for none."""
     sinks: list = []
-    if output:
-        output = Path(output)
-        if source.kind in ("image",):
-            sinks.append(ImageFileSink(output, transparent=transparent))
-        elif source.kind == "folder" or output.suffix.lower() not in VIDEO_SUFFIXES and not output.suffix:
-            sinks.append(FolderSink(output, suffix=".png"))
-        else:
-            audio = source.path if source.kind == "video" else None
-            sinks.append(
-                VideoFileSink(
-                    output,
-                    source.fps,
-                    source.size,
-                    audio_from=audio,
-                    transparent=transparent,
-                    live=source.live,
-                )
-            )
-    if save_mask:
-        sinks.append(MaskSink(save_mask))
-    if virtual_cam:
+    if opts.output:
+        sinks.append(file_sink(source, Path(opts.output), opts.transparent))
+    if opts.save_mask:
+        sinks.append(MaskSink(opts.save_mask))
+    if opts.virtual_cam:
         width, height = source.size
-        sinks.append(VirtualCameraSink(width, height, source.fps, device=vcam_device, fmt=vcam_format))
+        fps = opts.vcam_fps or source.fps
+        sinks.append(VirtualCameraSink(width, height, fps, device=opts.vcam_device, fmt=opts.vcam_format))
     if window:
         sinks.append(PreviewWindow())
     if not sinks:
         raise UserError("nothing to do: give --output PATH, --virtual-cam, --save-mask DIR or --window")
     return sinks
+
+
+def file_sink(source: Source, output: Path, transparent: bool):
+    """An image for an image, a folder for a folder (or a suffix-less name), else a video."""
+    if source.kind == "image":
+        return ImageFileSink(output, transparent=transparent)
+    if source.kind == "folder" or not output.suffix:
+        return FolderSink(output, suffix=".png")
+    audio = source.path if source.kind == "video" else None
+    return VideoFileSink(
+        output, source.fps, source.size, audio_from=audio, transparent=transparent, live=source.live
+    )
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -193,6 +189,9 @@ def build_sinks(
     help="Virtual camera pixel format.",
 )
 @click.option(
+    "--vcam-fps", type=float, default=None, help="Virtual camera frame rate [default: the input's]."
+)
+@click.option(
     "--save-mask", default=None, help="Also write each frame's alpha as an 8-bit PNG in this folder."
 )
 @click.option(
@@ -215,7 +214,7 @@ def build_sinks(
 def main(**options) -> None:
     """Replace the background behind people in camera or video frames, in real time."""
     try:
-        run(**options)
+        run(Options(**options))
     except UserError as error:
         click.echo(f"Error: {error}", err=True)
         sys.exit(2)
@@ -223,38 +222,69 @@ def main(**options) -> None:
         sys.exit(130)
 
 
-def run(demo, camera, input_path, sequence, realtime, size, fps, color, image, video, blur, transparent, show_mask,
-        output, virtual_cam, vcam_device, vcam_format, save_mask, window, model, device, smoothing, feather,
-        refine, progress) -> None:  # fmt: skip
-    if demo:
-        input_path, output = _demo_input(), output or DEMO_OUTPUT
-    if (camera is None) == (input_path is None):
+@dataclass
+class Options:
+    """Everything the command line can say, as one value (names match the options)."""
+
+    demo: bool = False
+    camera: str | None = None
+    input_path: str | None = None
+    sequence: bool = False
+    realtime: bool = False
+    size: str | None = None
+    fps: float | None = None
+    color: str | None = None
+    image: str | None = None
+    video: str | None = None
+    blur: int | None = None
+    transparent: bool = False
+    show_mask: bool = False
+    output: str | None = None
+    virtual_cam: bool = False
+    vcam_device: str | None = None
+    vcam_format: str = "RGB"
+    vcam_fps: float | None = None
+    save_mask: str | None = None
+    window: bool | None = None
+    model: str | None = None
+    device: str = "auto"
+    smoothing: float = 0.5
+    feather: int = 0
+    refine: bool = True
+    progress: bool = True
+
+    @property
+    def mode(self) -> str:
+        return "transparent" if self.transparent else "mask" if self.show_mask else "composite"
+
+
+def run(opts: Options) -> None:
+    """Open the input, build the pipeline and its outputs, and stream until done or stopped."""
+    if opts.demo:
+        opts = replace(opts, input_path=str(_demo_input()), output=opts.output or DEMO_OUTPUT)
+    if (opts.camera is None) == (opts.input_path is None):
         raise UserError("give exactly one of --camera N or --input PATH (or try --demo)")
-    background = choose_background(color, image, video, blur)
-    segmenter = Segmenter(model, device=device)
+    background = choose_background(opts.color, opts.image, opts.video, opts.blur)
+    segmenter = Segmenter(opts.model, device=opts.device)
+    size = parse_size(opts.size)
     source = open_source(
-        camera=camera, input=input_path, sequence=sequence, realtime=realtime, size=parse_size(size), fps=fps
+        opts.camera, opts.input_path, sequence=opts.sequence, realtime=opts.realtime, size=size, fps=opts.fps
     )
     _stop_on_sigterm()
     with source:
-        window = source.kind == "camera" if window is None else window
-        sinks = build_sinks(
-            source, output, window, virtual_cam, vcam_device, vcam_format, save_mask, transparent
-        )
-        mode = "transparent" if transparent else "mask" if show_mask else "composite"
-        pipeline = Pipeline(segmenter, background, sinks, TemporalSmoother(smoothing if _is_temporal(source) else 0.0),
-                            EdgeRefiner(feather=feather, guided=refine), mode=mode)  # fmt: skip
+        window = source.kind == "camera" if opts.window is None else opts.window
+        sinks = build_sinks(source, opts, window)
+        smoother = TemporalSmoother(opts.smoothing if _is_temporal(source) else 0.0)
+        refiner = EdgeRefiner(feather=opts.feather, guided=opts.refine)
+        pipeline = Pipeline(segmenter, background, sinks, smoother, refiner, mode=opts.mode)
         preview = next((s for s in sinks if isinstance(s, PreviewWindow)), None)
-        controller = Hotkeys(pipeline, preview, [background] if image or video else []) if preview else None
-        stats = pipeline.run(source, progress=progress, controller=controller)
-    summary = stats.summary()
-    click.echo(
-        f"{stats.frames} frames at {summary['fps']:.1f} fps"
-        + (f", {stats.dropped} dropped" if stats.dropped else ""),
-        err=True,
-    )
-    if output:
-        click.echo(f"wrote {output}", err=True)
+        user_backgrounds = [background] if opts.image or opts.video else []
+        controller = Hotkeys(pipeline, preview, user_backgrounds) if preview else None
+        stats = pipeline.run(source, progress=opts.progress, controller=controller)
+    dropped = f", {stats.dropped} dropped" if stats.dropped else ""
+    click.echo(f"{stats.frames} frames at {stats.fps():.1f} fps{dropped}", err=True)
+    if opts.output:
+        click.echo(f"wrote {opts.output}", err=True)
 
 
 def _demo_input() -> Path:
