@@ -181,6 +181,32 @@ def run_once(
     }
 
 
+def isolated_costs(resolution: str, repeats: int) -> dict:
+    """Refinement and compositing alone, one thread, on a portrait frame: the 4 ms budget check.
+
+    Results are kept alive for a few iterations, as in the real loop, so the timing does not
+    include page-faulting freshly allocated output buffers on every call.
+    """
+    from collections import deque
+
+    from benchmarks.timing import time_calls
+    from deepbg_live.composite import BlurBackground, ColorBackground, composite
+    from deepbg_live.refine import EdgeRefiner
+    from deepbg_live.sample import sample_frame
+
+    width, height = parse_resolution(resolution)
+    frame = sample_frame(0, (width, height))
+    small = (192, round(192 * height / width)) if width >= height else (round(192 * width / height), 192)
+    prob = cv2.GaussianBlur(np.random.default_rng(0).random(small[::-1], dtype=np.float32), (0, 0), 4)
+    refiner, alive = EdgeRefiner(), deque(maxlen=4)
+    row = {"resolution": resolution}
+    for name, background in (("color", ColorBackground()), ("blur", BlurBackground())):
+        step = lambda bg=background: alive.append(composite(frame, refiner(prob, frame), bg.render(frame)))  # noqa: E731
+        row[f"refine_composite_{name}"] = summarise(time_calls(step, repeats))
+    row["refine"] = summarise(time_calls(lambda: alive.append(refiner(prob, frame)), repeats))
+    return row
+
+
 def run(ctx: Context, settings: PipelineSettings | None = None) -> dict:
     settings = settings or PipelineSettings.for_mode(ctx.quick)
     segmenter = ctx.segmenter(device="auto")
@@ -191,8 +217,10 @@ def run(ctx: Context, settings: PipelineSettings | None = None) -> dict:
         count = settings.live_frames if live else settings.frames
         clip = prepare_clip(resolution, count, settings, ctx)
         rows.append(run_once(clip, resolution, live, settings, ctx, segmenter))
+    isolated = [isolated_costs(r, 30 if ctx.quick else 200) for r in settings.resolutions]
     return {
         "settings": asdict(settings),
+        "isolated": isolated,
         "backend": segmenter.backend,
         "long_side": segmenter.long_side,
         "threads": ctx.threads,

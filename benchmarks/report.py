@@ -123,13 +123,28 @@ def pipeline_section(data: dict) -> str:
         f"Backend {data['backend']}, model long side {data['long_side']}, {data['threads']} threads; "
         f"{data['settings']['background']} background, smoothing and edge refinement on, H.264 file output. "
         "Stage times in ms (p50 / p95); CPU % where 100 = one core. 'decode' is the clip decoded alone; "
-        "'capture' is the wait from a frame being decoded to segmentation taking it (queueing, not work, "
-        "when a file is read as fast as possible).\n\n"
+        "'capture' is the time the capture thread took to obtain each frame inside the run (decoding, "
+        "or waiting for the paced 'camera'). Stages overlap on separate threads, so they sum to more "
+        "than 1000 / fps.\n\n"
         "**As fast as possible (file, no drops)**\n\n"
         + table(["resolution", "fps", *stages, "CPU %", "peak MB"], rows)
     )
     if any(r.get("peak_rss_is_process_lifetime") for r in file_rows):
         text += "\nPeak memory could not be reset per run here, so it is the whole process's peak so far.\n"
+    if data.get("isolated"):
+        isolated = [
+            [
+                r["resolution"],
+                _ms(r["refine"]),
+                _ms(r["refine_composite_color"]),
+                _ms(r["refine_composite_blur"]),
+            ]
+            for r in data["isolated"]
+        ]
+        text += "\n**Refinement and compositing alone** (one thread, ms p50 / p95; budget: 4 ms at 720p)\n\n"
+        text += table(
+            ["resolution", "refine", "refine + composite, colour", "refine + composite, blur"], isolated
+        )
     if live_rows:
         live = [
             [
@@ -146,6 +161,10 @@ def pipeline_section(data: dict) -> str:
             ["resolution", "latency p50 ms", "latency p95 ms", "dropped / frames", "fps", "CPU %"], live
         )
     return text
+
+
+def _ms(summary: dict) -> str:
+    return f"{summary['p50_ms']:.2f} / {summary['p95_ms']:.2f}"
 
 
 def _pair(row: dict, stage: str) -> str:
