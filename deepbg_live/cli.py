@@ -135,7 +135,11 @@ def build_sinks(source: Source, opts: Options, window: bool) -> list:
     if opts.virtual_cam:
         width, height = source.size
         fps = opts.vcam_fps or source.fps
-        sinks.append(VirtualCameraSink(width, height, fps, device=opts.vcam_device, fmt=opts.vcam_format))
+        sinks.append(
+            VirtualCameraSink(
+                width, height, fps, device=opts.vcam_device, fmt=opts.vcam_format, backend=opts.vcam_backend
+            )
+        )
     if window:
         sinks.append(PreviewWindow())
     if not sinks:
@@ -192,6 +196,11 @@ def file_sink(source: Source, output: Path, transparent: bool):
     "--vcam-fps", type=float, default=None, help="Virtual camera frame rate [default: the input's]."
 )
 @click.option(
+    "--vcam-backend",
+    default=None,
+    help="pyvirtualcam backend: v4l2loopback, obs or unitycapture [default: the OS's].",
+)
+@click.option(
     "--save-mask", default=None, help="Also write each frame's alpha as an 8-bit PNG in this folder."
 )
 @click.option(
@@ -244,6 +253,7 @@ class Options:
     vcam_device: str | None = None
     vcam_format: str = "RGB"
     vcam_fps: float | None = None
+    vcam_backend: str | None = None
     save_mask: str | None = None
     window: bool | None = None
     model: str | None = None

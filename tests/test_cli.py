@@ -209,7 +209,9 @@ def test_the_preview_window_shows_the_composite_and_obeys_its_keys(tmp_path, mod
         window = ""
         deadline = time.time() + 60
         while not window and time.time() < deadline:
-            found = subprocess.run(["xdotool", "search", "--name", "deepbg-live"], env=env, capture_output=True, text=True)
+            found = subprocess.run(
+                ["xdotool", "search", "--name", "deepbg-live"], env=env, capture_output=True, text=True
+            )
             window = found.stdout.split()[-1] if found.stdout.split() else ""
             time.sleep(0.2)
         time.sleep(1.0)
@@ -227,3 +229,36 @@ def test_the_preview_window_shows_the_composite_and_obeys_its_keys(tmp_path, mod
     finally:
         process.kill()
         process.wait()
+
+
+def test_the_virtual_camera_receives_every_composited_frame(tmp_path, model, clip):
+    import pyvirtualcam
+
+    from deepbg_live.cli import Options, run
+
+    class FakeCamera:
+        """Stands in for a v4l2loopback/OBS device, which CI machines cannot have."""
+
+        frames: list[np.ndarray] = []
+
+        def __init__(self, *, width, height, fps, fourcc, device, **kw):
+            self.size = (width, height)
+
+        def send(self, frame):
+            FakeCamera.frames.append(frame.copy())
+
+        def close(self):
+            pass
+
+        def device(self):
+            return "fake"
+
+        def native_fourcc(self):
+            return None
+
+    pyvirtualcam.register_backend("fake-cli", FakeCamera)
+    run(Options(input_path=str(clip), virtual_cam=True, vcam_backend="fake-cli", vcam_format="BGR",
+                color="#0000ff", model=str(model), smoothing=0.0, progress=False))  # fmt: skip
+    assert len(FakeCamera.frames) == 45
+    first = FakeCamera.frames[0].reshape(240, 320, 3)
+    assert np.abs(first[5, 5].astype(int) - BLUE_BGR).max() <= 12  # background corner, in BGR
