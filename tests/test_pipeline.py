@@ -134,3 +134,15 @@ def test_two_thousand_frames_run_at_steady_memory(tmp_path, segmenter):
         stats = Pipeline(segmenter, ColorBackground(), [MemorySink()], smoother=smoother).run(source)
     assert stats.frames == 2000
     assert memory[1999] - memory[500] < 25, f"memory grew from {memory[500]:.0f} to {memory[1999]:.0f} MB"
+
+
+def test_the_package_exposes_the_small_public_api():
+    import deepbg_live
+
+    frame = clip_frame(3, (96, 64), 30)
+    segmenter = deepbg_live.Segmenter(threads=1)
+    alpha = deepbg_live.EdgeRefiner()(segmenter(frame), frame)
+    out = deepbg_live.composite(frame, alpha, deepbg_live.ColorBackground("green").render(frame))
+    assert out.shape == frame.shape and alpha.dtype == np.uint8
+    with pytest.raises(AttributeError):
+        deepbg_live.NoSuchThing  # noqa: B018
