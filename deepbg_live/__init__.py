@@ -2,11 +2,14 @@
 
 The public API, importable from the package itself::
 
-    from deepbg_live import Segmenter, EdgeRefiner, ColorBackground, composite
+    from deepbg_live import ColorBackground, EdgeRefiner, Segmenter
+    from deepbg_live.composite import composite
 
     segment, refine, green = Segmenter(), EdgeRefiner(), ColorBackground("green")
     alpha = refine(segment(frame), frame)
     out = composite(frame, alpha, green.render(frame))
+
+(``composite`` the function shares its name with its module, so it is imported from there.)
 """
 
 # cv2 must be imported before av: PyAV bundles its own libxcb, and if it loads first OpenCV's Qt
@@ -26,7 +29,6 @@ _EXPORTS = {
     "ImageBackground": "composite",
     "VideoBackground": "composite",
     "BlurBackground": "composite",
-    "composite": "composite",
     "open_source": "capture",
     "Pipeline": "pipeline",
     "UserError": "errors",

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from deepbg_live.capture import Frame, open_source
-from deepbg_live.composite import ColorBackground
+from deepbg_live.composite import ColorBackground, composite
 from deepbg_live.engine import Segmenter
 from deepbg_live.pipeline import Pipeline, Stats
 from deepbg_live.smoothing import TemporalSmoother
@@ -142,7 +142,7 @@ def test_the_package_exposes_the_small_public_api():
     frame = clip_frame(3, (96, 64), 30)
     segmenter = deepbg_live.Segmenter(threads=1)
     alpha = deepbg_live.EdgeRefiner()(segmenter(frame), frame)
-    out = deepbg_live.composite(frame, alpha, deepbg_live.ColorBackground("green").render(frame))
+    out = composite(frame, alpha, deepbg_live.ColorBackground("green").render(frame))
     assert out.shape == frame.shape and alpha.dtype == np.uint8
     with pytest.raises(AttributeError):
         deepbg_live.NoSuchThing  # noqa: B018
