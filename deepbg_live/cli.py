@@ -290,7 +290,10 @@ def run(opts: Options) -> None:
         preview = next((s for s in sinks if isinstance(s, PreviewWindow)), None)
         user_backgrounds = [background] if opts.image or opts.video else []
         controller = Hotkeys(pipeline, preview, user_backgrounds) if preview else None
-        stats = pipeline.run(source, progress=opts.progress, controller=controller)
+        try:
+            stats = pipeline.run(source, progress=opts.progress, controller=controller)
+        finally:
+            background.close()  # a looping --video background holds an open file
     dropped = f", {stats.dropped} dropped" if stats.dropped else ""
     click.echo(f"{stats.frames} frames at {stats.fps():.1f} fps{dropped}", err=True)
     if opts.output:
