@@ -364,7 +364,9 @@ class Trainer:
     def load_initial_weights(self, path: Path) -> None:
         start, _ = load_weights(path)
         if start.config != self.model.config:
-            raise D.DatasetError(f"{path} holds a {start.config.name!r} model, not {self.cfg.model!r}; pass --model")
+            raise D.DatasetError(
+                f"{path} holds a {start.config.name!r} model, not {self.cfg.model!r}; pass --model"
+            )
         self.model.load_state_dict(start.state_dict())
 
     def load_checkpoint(self, path: Path) -> None:
