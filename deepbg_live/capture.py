@@ -193,7 +193,7 @@ class CameraSource(Source):
                     image = None
                     continue
             failures = 0
-            yield Frame(_bgr(image), index, time.perf_counter(), None)
+            yield Frame(as_bgr(image), index, time.perf_counter(), None)
             index += 1
             image = None
 
@@ -214,7 +214,8 @@ def _request(cap: cv2.VideoCapture, size: tuple[int, int] | None, fps: float | N
         cap.set(cv2.CAP_PROP_FPS, fps)
 
 
-def _bgr(image: np.ndarray) -> np.ndarray:
+def as_bgr(image: np.ndarray) -> np.ndarray:
+    """Decoded images may be grey or carry alpha; the pipeline works on 3-channel BGR."""
     if image.ndim == 2:
         return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     if image.shape[2] == 4:

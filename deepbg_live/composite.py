@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from deepbg_live.capture import as_bgr
 from deepbg_live.errors import UserError
 
 DEFAULT_COLOR = "#00ff00"
@@ -99,15 +100,6 @@ def cover_fit(image: np.ndarray, width: int, height: int, fast: bool = False) ->
     return cv2.resize(crop, (width, height), interpolation=interpolation)
 
 
-def _as_bgr(image: np.ndarray) -> np.ndarray:
-    """Decoded images may be grey or carry alpha; backgrounds are always 3-channel BGR."""
-    if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    if image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-    return image
-
-
 def _frozen(image: np.ndarray) -> np.ndarray:
     """Cached backgrounds are shared between frames; make accidental in-place edits fail loudly."""
     image.flags.writeable = False
@@ -165,7 +157,7 @@ class ImageBackground(Background):
             raise UserError(
                 f"could not read background image '{path}'; use a PNG, JPEG or other image OpenCV reads"
             )
-        self.image = _as_bgr(image)
+        self.image = as_bgr(image)
         self.name = f"image {path.name}"
         self._cache: np.ndarray | None = None
 
@@ -202,7 +194,7 @@ class VideoBackground(Background):
 
     def _read(self) -> np.ndarray | None:
         ok, frame = self._capture.read()
-        return _as_bgr(frame) if ok and frame is not None else None
+        return as_bgr(frame) if ok and frame is not None else None
 
     def _next_frame(self) -> np.ndarray:
         """The next frame, rewinding at the end (by reopening: seeking is unreliable for some codecs)."""
