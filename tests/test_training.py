@@ -178,3 +178,19 @@ def test_fine_tuning_refuses_weights_of_another_shape(tmp_path):
     save_weights(build_model("realtime"), tmp_path / "other.safetensors")
     with pytest.raises(DatasetError, match="realtime"):
         Trainer(tiny_config(tmp_path, init=str(tmp_path / "other.safetensors")))
+
+
+def test_evaluate_reports_every_metric_for_each_folder(tmp_path):
+    from deepbg_live.model import build_model, save_weights
+
+    images, masks = make_pairs(tmp_path / "toy", count=4)
+    save_weights(build_model("depthwise8"), tmp_path / "m.safetensors")
+    result = subprocess.run(
+        [sys.executable, "-m", "training.evaluate", "--images", str(images), "--masks", str(masks),
+         "--model", str(tmp_path / "m.safetensors"), "--refine", "--json-out", str(tmp_path / "r.json")],
+        cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    scores = json.loads((tmp_path / "r.json").read_text())["toy"]
+    assert scores["pairs"] == 4
+    assert set(scores) >= {"iou", "miou", "dice", "boundary_f", "mad"}

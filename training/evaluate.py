@@ -1,53 +1,34 @@
 """``python -m training.evaluate``: accuracy of a model on image/mask folders, per folder.
 
 Inference goes through the runtime's own ``Segmenter`` (and optionally its ``EdgeRefiner``), so
-the numbers describe what users get, not a training-time shortcut.
+the numbers describe what users get, not a training-time shortcut. Scoring is the benchmarks'
+accuracy harness, so this command and ``python -m benchmarks accuracy`` cannot disagree.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
-import cv2
 import numpy as np
-from tqdm import tqdm
 
+from benchmarks.accuracy import evaluate
 from deepbg_live.engine import Segmenter
 from deepbg_live.errors import UserError
 from deepbg_live.refine import EdgeRefiner
-from training.data import DatasetError, Pair, find_pairs, shared_data_folders, split_pairs
-from training.metrics import all_metrics
+from training.data import DatasetError, find_pairs, shared_data_folders, split_pairs
 
 
-def evaluate_pairs(
-    segmenter: Segmenter, pairs: list[Pair], refiner: EdgeRefiner | None = None
-) -> dict[str, float]:
-    """Mean of every metric over ``pairs``, predicting at full resolution like the runtime."""
-    rows = []
-    for pair in tqdm(pairs, desc="evaluating", leave=False):
-        frame = cv2.imread(str(pair.image), cv2.IMREAD_COLOR)
-        truth = cv2.imread(str(pair.mask), cv2.IMREAD_GRAYSCALE)
-        if frame is None or truth is None:
-            raise DatasetError(f"cannot read {pair.image if frame is None else pair.mask}")
-        prob = segmenter(frame)
-        if refiner is not None:
-            alpha = refiner(prob, frame).astype(np.float32) / 255.0
-        else:
-            alpha = cv2.resize(prob, (frame.shape[1], frame.shape[0]), interpolation=cv2.INTER_LINEAR)
-        rows.append(all_metrics(alpha, truth.astype(np.float32) / 255.0))
-    return {key: float(np.mean([row[key] for row in rows])) for key in rows[0]} | {"pairs": len(rows)}
-
-
-def validation_folders(data_root: Path) -> dict[str, list[Pair]]:
-    """The fixed validation split of the shared data, grouped by source folder."""
-    _, val = split_pairs(shared_data_folders(data_root))
-    groups: dict[str, list[Pair]] = {}
-    for pair in val:
-        groups.setdefault(pair.source, []).append(pair)
-    return groups
+def runtime_predictor(
+    segmenter: Segmenter, refiner: EdgeRefiner | None
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Frame in, person probability out, as the runtime computes it (refined alpha if asked)."""
+    if refiner is None:
+        return segmenter
+    return lambda frame: refiner(segmenter(frame), frame).astype(np.float32) / 255.0
 
 
 @click.command(context_settings={"show_default": True})
@@ -88,14 +69,18 @@ def main(images, masks, data_root, model, device, long_side, refine, json_out) -
     try:
         if len(images) != len(masks):
             raise click.UsageError("give one --masks for each --images")
-        groups = {Path(i).parent.name or str(i): find_pairs(i, m) for i, m in zip(images, masks, strict=True)}
+        pairs = [
+            pair
+            for i, m in zip(images, masks, strict=True)
+            for pair in find_pairs(i, m, source=Path(i).parent.name or str(i))
+        ]
         if data_root:
-            groups |= validation_folders(data_root)
-        if not groups:
+            pairs += split_pairs(shared_data_folders(data_root))[1]
+        if not pairs:
             raise click.UsageError("nothing to evaluate: give --images/--masks or --data-root")
         segmenter = Segmenter(model, device=device, long_side=long_side)
-        refiner = EdgeRefiner() if refine else None
-        results = {name: evaluate_pairs(segmenter, pairs, refiner) for name, pairs in groups.items()}
+        predict = runtime_predictor(segmenter, EdgeRefiner() if refine else None)
+        results = evaluate(predict, pairs, name="evaluating")["per_dataset"]
     except (DatasetError, UserError) as error:
         click.echo(f"Error: {error}", err=True)
         sys.exit(2)
