@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from deepbg_live.errors import UserError
-from deepbg_live.model import NORM_MEAN, NORM_STD, UNet, load_weights
+from deepbg_live.model import NORM_MEAN, NORM_STD, UNet, load_weights, long_side_size
 
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "realtime.safetensors"
 BACKENDS = ("torch-cpu", "onnxruntime", "torch-cuda")
@@ -222,8 +222,7 @@ class Segmenter:
         The aspect ratio is kept because the network was trained on undistorted people; a
         squashed 16:9 frame makes everyone look thin and costs accuracy.
         """
-        scale = self.long_side / max(frame_width, frame_height)
-        return max(1, round(frame_width * scale)), max(1, round(frame_height * scale))
+        return long_side_size(frame_width, frame_height, self.long_side)
 
     def preprocess(self, frame_bgr: np.ndarray) -> np.ndarray:
         """BGR frame to the normalised RGB NCHW float32 batch the network expects."""

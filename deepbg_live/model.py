@@ -137,6 +137,16 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
 
 
+def long_side_size(width: int, height: int, long_side: int) -> tuple[int, int]:
+    """``(w, h)`` scaled so the longer side is ``long_side``, keeping the aspect ratio.
+
+    The one definition of "resize to a long side": training, inference and refinement all use it,
+    so the scale the model was trained at is exactly the scale it runs at.
+    """
+    scale = long_side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
 def build_model(config: str | ModelConfig = DEFAULT_CONFIG) -> UNet:
     """Create an untrained U-Net from a config name or a ``ModelConfig``."""
     if isinstance(config, str):

@@ -13,11 +13,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-
-def fit_long_side(width: int, height: int, long_side: int) -> tuple[int, int]:
-    """``(w, h)`` with the aspect ratio kept and the long side at most ``long_side``."""
-    scale = min(1.0, long_side / max(width, height))
-    return max(1, round(width * scale)), max(1, round(height * scale))
+from deepbg_live.model import long_side_size
 
 
 def box_mean(image: np.ndarray, radius: int) -> np.ndarray:
@@ -84,7 +80,8 @@ class EdgeRefiner:
 
     def _guided_alpha(self, prob: np.ndarray, frame_bgr: np.ndarray) -> np.ndarray:
         """Guided filter at the working resolution, returned as uint8 alpha there."""
-        size = fit_long_side(frame_bgr.shape[1], frame_bgr.shape[0], self.work_long_side)
+        height, width = frame_bgr.shape[:2]
+        size = long_side_size(width, height, min(self.work_long_side, max(width, height)))  # never upscale
         small = cv2.resize(frame_bgr, size, interpolation=cv2.INTER_LINEAR)
         guide = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).astype(np.float32)
         guide *= np.float32(1.0 / 255.0)

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import torch
 
-from deepbg_live.model import normalise
+from deepbg_live.model import long_side_size, normalise
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 VAL_EVERY = 10
@@ -108,9 +108,7 @@ def read_pair(pair: Pair, long_side: int | None = CACHE_LONG_SIDE) -> tuple[np.n
 
 
 def resize_long_side(image: np.ndarray, long_side: int, interpolation: int) -> np.ndarray:
-    height, width = image.shape[:2]
-    scale = long_side / max(height, width)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    size = long_side_size(image.shape[1], image.shape[0], long_side)
     return cv2.resize(image, size, interpolation=interpolation)
 
 
