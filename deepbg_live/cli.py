@@ -207,7 +207,10 @@ def file_sink(source: Source, output: Path, transparent: bool):
     "--window/--no-window", default=None, help="Preview window [default: on for cameras, off for files]."
 )
 @click.option(
-    "--model", default=None, help="Model weights (.safetensors, .pt or .onnx) [default: the shipped model]."
+    "--model",
+    default=None,
+    help="A shipped model's name (realtime, fast) or a weights file (.safetensors, .pt or .onnx) "
+    "[default: realtime].",
 )
 @click.option(
     "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", help="Where the model runs."

@@ -17,9 +17,10 @@ import numpy as np
 import torch
 
 from deepbg_live.errors import UserError
-from deepbg_live.model import NORM_MEAN, NORM_STD, UNet, load_weights, long_side_size
+from deepbg_live.model import DEFAULT_CONFIG, NORM_MEAN, NORM_STD, UNet, load_weights, long_side_size
 
-DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "realtime.safetensors"
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+DEFAULT_WEIGHTS = WEIGHTS_DIR / f"{DEFAULT_CONFIG}.safetensors"
 BACKENDS = ("torch-cpu", "onnxruntime", "torch-cuda")
 FALLBACK_LONG_SIDE = 192  # for .onnx files that carry no "long_side" metadata
 ONNX_OPSET = 17
@@ -111,7 +112,7 @@ class Segmenter:
         threads: int | None = None,
         backend: str | None = None,
     ):
-        path = Path(model) if model is not None else DEFAULT_WEIGHTS
+        path = model_path(model)
         self.device = resolve_device(device)
         self.threads = threads or min(4, os.cpu_count() or 1)
         is_onnx = path.suffix.lower() == ".onnx"
@@ -120,16 +121,13 @@ class Segmenter:
         _check_model_file(path, is_default=model is None)
 
         self._run = None
-        shipped_onnx = DEFAULT_WEIGHTS.with_suffix(".onnx")
-        if model is None and self.backend == "onnxruntime" and shipped_onnx.is_file():
-            # the shipped ONNX file is the same network, exported and checked at release time
-            file_long_side = self._init_onnxruntime(_read_bytes(shipped_onnx))
-        elif is_onnx:
+        if is_onnx:
             file_long_side = self._init_onnxruntime(_read_bytes(path))
         else:
             net = _load_torch_model(path)
             file_long_side = net.config.long_side
             if self.backend == "onnxruntime":
+                # exported at load time (under a second) so no .onnx copy can drift from the weights
                 buffer = io.BytesIO()
                 export_onnx(net, buffer)
                 self._init_onnxruntime(buffer.getvalue())
@@ -256,6 +254,20 @@ def _shrink(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(frame, size, interpolation=cv2.INTER_LINEAR)
 
 
+def shipped_models() -> list[str]:
+    """Names of the models bundled with the package, usable as ``--model NAME``."""
+    return sorted(path.stem for path in WEIGHTS_DIR.glob("*.safetensors"))
+
+
+def model_path(model: str | Path | None) -> Path:
+    """The weights file for ``--model``: a shipped model's name, a path, or None for the default."""
+    if model is None:
+        return DEFAULT_WEIGHTS
+    if str(model) in shipped_models():
+        return WEIGHTS_DIR / f"{model}.safetensors"
+    return Path(model)
+
+
 def _check_model_file(path: Path, is_default: bool) -> None:
     if path.is_file():
         if path.suffix.lower() not in (".safetensors", ".pt", ".onnx"):
@@ -265,7 +277,8 @@ def _check_model_file(path: Path, is_default: bool) -> None:
         raise UserError(
             f"the bundled model weights '{path}' are missing; reinstall deepbg-live or pass --model PATH"
         )
-    raise UserError(f"model file '{path}' not found; check the path given to --model")
+    names = ", ".join(shipped_models())
+    raise UserError(f"model file '{path}' not found; check the path given to --model, or use one of: {names}")
 
 
 def _read_bytes(path: Path) -> bytes:

@@ -39,9 +39,9 @@ class ModelConfig:
 CONFIGS: dict[str, ModelConfig] = {
     # The original project's network: 64-128-256-512 features plus a 1024 bottleneck, for GPUs.
     "classic": ModelConfig("classic", base=64, depth=4, block="classic", long_side=256),
-    # Real-time CPU configs. "realtime" is the shipped default.
-    "realtime": ModelConfig("realtime", base=8, depth=4, block="classic", long_side=192),
-    "classic16": ModelConfig("classic16", base=16, depth=4, block="classic", long_side=192),
+    # Real-time CPU configs, both shipped: "realtime" is the default, "fast" is for slower CPUs.
+    "realtime": ModelConfig("realtime", base=16, depth=4, block="classic", long_side=192),
+    "fast": ModelConfig("fast", base=8, depth=4, block="classic", long_side=192),
     "depthwise16": ModelConfig("depthwise16", base=16, depth=4, block="depthwise", long_side=192),
     "depthwise8": ModelConfig("depthwise8", base=8, depth=4, block="depthwise", long_side=192),
 }

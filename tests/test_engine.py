@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -130,6 +131,14 @@ def test_missing_default_weights_say_how_to_fix_it(tmp_path, monkeypatch):
     monkeypatch.setattr(engine, "DEFAULT_WEIGHTS", tmp_path / "realtime.safetensors")
     with pytest.raises(UserError, match="--model"):
         Segmenter(device="cpu")
+
+
+def test_a_shipped_model_can_be_named_instead_of_given_as_a_path():
+    assert engine.DEFAULT_WEIGHTS.stem in engine.shipped_models()
+    for name in engine.shipped_models():
+        assert engine.model_path(name) == engine.WEIGHTS_DIR / f"{name}.safetensors"
+    assert engine.model_path(None) == engine.DEFAULT_WEIGHTS
+    assert engine.model_path("my/own.onnx") == Path("my/own.onnx")
 
 
 def test_a_file_that_is_not_a_model_is_a_user_error(tmp_path):

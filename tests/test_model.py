@@ -5,6 +5,7 @@ import pickle
 import pytest
 import torch
 
+from deepbg_live.engine import WEIGHTS_DIR
 from deepbg_live.model import CONFIGS, build_model, count_parameters, load_weights, save_weights
 
 
@@ -27,8 +28,17 @@ def test_the_classic_config_is_the_original_31m_parameter_unet():
     assert 30e6 < count_parameters(build_model("classic")) < 32e6
 
 
-def test_the_realtime_default_is_small():
-    assert count_parameters(build_model("realtime")) < 1e6
+def test_the_shipped_cpu_configs_are_small():
+    assert count_parameters(build_model("realtime")) < 2.5e6
+    assert count_parameters(build_model("fast")) < 1e6
+
+
+@pytest.mark.parametrize("name", ["realtime", "fast"])
+def test_each_shipped_weights_file_holds_its_named_config_and_stays_a_few_mb(name):
+    path = WEIGHTS_DIR / f"{name}.safetensors"
+    model, _ = load_weights(path)
+    assert model.config == CONFIGS[name]
+    assert path.stat().st_size < 5e6
 
 
 def test_unknown_config_names_the_choices():

@@ -114,6 +114,22 @@ def test_resume_continues_the_same_steps_and_optimizer_state(tmp_path):
         assert torch.allclose(value.float(), resumed.model.state_dict()[key].float(), atol=1e-5), key
 
 
+def test_resume_with_more_epochs_extends_the_run(tmp_path):
+    tiny_config(tmp_path)  # writes the data
+    run = [
+        sys.executable, "-m", "training", "--out", str(tmp_path / "run"), "--data-root", str(tmp_path / "data"),
+        "--model", "depthwise8", "--batch-size", "4", "--crop", "48", "--final-crop", "48",
+        "--wandb", "disabled", "--threads", "1", "--composite-p", "0",
+    ]  # fmt: skip
+    first = subprocess.run([*run, "--epochs", "1"], cwd=ROOT, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr[-2000:]
+    extended = subprocess.run([*run, "--resume", "--epochs", "2"], cwd=ROOT, capture_output=True, text=True)
+    assert extended.returncode == 0, extended.stderr[-2000:]
+    checkpoint = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert checkpoint["epoch"] == 2
+    assert json.loads(checkpoint["train_config"])["epochs"] == 2
+
+
 def test_the_training_cli_explains_every_flag():
     result = subprocess.run(
         [sys.executable, "-m", "training", "--help"], cwd=ROOT, capture_output=True, text=True
@@ -142,7 +158,38 @@ def test_export_writes_onnx_that_matches_torch_and_fp16_weights(tmp_path):
         cwd=ROOT, capture_output=True, text=True,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert (tmp_path / "w" / "m.onnx").exists() and (tmp_path / "w" / "m.safetensors").exists()
+    assert (tmp_path / "w" / "m.safetensors").exists()
+    assert (tmp_path / "m.onnx").exists()  # beside the checkpoint: the package ships no ONNX copy
+
+
+def test_export_relabels_a_probe_config_as_the_shipped_one_of_the_same_shape():
+    import dataclasses
+
+    from deepbg_live.model import CONFIGS
+    from training.export import relabel
+
+    probe = dataclasses.replace(CONFIGS["realtime"], name="classic16")
+    assert relabel(probe, CONFIGS["realtime"]) == CONFIGS["realtime"]
+
+
+def test_export_relabels_only_to_a_config_of_the_same_shape(tmp_path):
+    from deepbg_live.model import build_model, load_weights, save_weights
+
+    save_weights(build_model("depthwise8"), tmp_path / "probe.safetensors")
+    export = [
+        sys.executable,
+        "-m",
+        "training.export",
+        str(tmp_path / "probe.safetensors"),
+        "--out",
+        str(tmp_path),
+    ]
+    refused = subprocess.run([*export, "--config", "depthwise16"], cwd=ROOT, capture_output=True, text=True)
+    assert refused.returncode == 1 and "nothing written" in refused.stderr
+    assert not (tmp_path / "depthwise16.safetensors").exists()
+    same = subprocess.run([*export, "--config", "depthwise8"], cwd=ROOT, capture_output=True, text=True)
+    assert same.returncode == 0, same.stderr
+    assert load_weights(tmp_path / "depthwise8.safetensors")[0].config == build_model("depthwise8").config
 
 
 @pytest.mark.slow

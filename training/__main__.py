@@ -106,7 +106,9 @@ DEFAULTS = TrainConfig()
     help="offline needs no network; sync later with `wandb sync OUT/wandb`.",
 )
 @click.option(
-    "--resume", is_flag=True, help="Continue the run in --out from last.pt, with its stored settings."
+    "--resume",
+    is_flag=True,
+    help="Continue the run in --out from last.pt, with its stored settings; --epochs may extend it.",
 )
 def main(preset, resume, wandb_mode, images, masks, val_images, val_masks, **options):
     """Train the segmentation U-Net, checkpointing often so it can be stopped and resumed."""
@@ -119,6 +121,9 @@ def main(preset, resume, wandb_mode, images, masks, val_images, val_masks, **opt
             cfg = dataclasses.replace(
                 cfg, out=str(out), max_minutes=options["max_minutes"], threads=options["threads"]
             )
+            if _given_on_command_line("epochs"):
+                # extending a run stretches its cosine schedule from the current step onwards
+                cfg = dataclasses.replace(cfg, epochs=options["epochs"])
         else:
             if len(images) != len(masks) or len(val_images) != len(val_masks):
                 raise click.ClickException(
@@ -142,6 +147,11 @@ def main(preset, resume, wandb_mode, images, masks, val_images, val_masks, **opt
     except DatasetError as error:
         click.echo(f"Error: {error}", err=True)
         sys.exit(2)
+
+
+def _given_on_command_line(name: str) -> bool:
+    source = click.get_current_context().get_parameter_source(name)
+    return source is click.core.ParameterSource.COMMANDLINE
 
 
 def _interrupt(signum, frame):

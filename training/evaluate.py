@@ -51,7 +51,9 @@ def runtime_predictor(
     help="Evaluate the fixed validation split of this shared data layout.",
 )
 @click.option(
-    "--model", default=None, help="Weights (.safetensors, .pt or .onnx) [default: the shipped model]."
+    "--model",
+    default=None,
+    help="A shipped model's name or a weights file (.safetensors, .pt or .onnx) [default: realtime].",
 )
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
 @click.option("--long-side", type=int, default=None, help="Inference resolution [default: the model's].")
@@ -91,6 +93,7 @@ def main(images, masks, data_root, model, device, long_side, refine, json_out) -
             f"{name:<22}{r['pairs']:>6}{r['iou']:>8.4f}{r['miou']:>8.4f}{r['dice']:>8.4f}{r['boundary_f']:>8.4f}{r['mad']:>8.4f}"
         )
     if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(results, indent=2))
 
 

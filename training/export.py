@@ -1,10 +1,14 @@
-"""``python -m training.export``: ship a trained model as ONNX (CPU backend) and fp16 safetensors.
+"""``python -m training.export``: ship a trained model as fp16 safetensors, and write its ONNX.
 
-The ONNX file is checked numerically against torch before anything is written to its final path.
+The package ships only the safetensors file: the runtime exports ONNX from it in memory at start,
+so the two can never drift apart. The ONNX file written here is for other tools and for
+``deepbg-live --model NAME.onnx``. It is checked numerically against torch before anything is
+written.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import sys
 from pathlib import Path
@@ -14,7 +18,7 @@ import numpy as np
 import torch
 
 from deepbg_live.engine import export_onnx
-from deepbg_live.model import load_weights, save_weights
+from deepbg_live.model import CONFIGS, load_weights, save_weights
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "deepbg_live" / "weights"
 TOLERANCE = 1e-4  # max |logit difference| between ONNX Runtime and torch
@@ -35,6 +39,14 @@ def onnx_max_error(onnx_bytes: bytes, model: torch.nn.Module, sizes=((144, 192),
     return worst
 
 
+def relabel(config, target):
+    """``target`` if it describes the same network as ``config`` (all but the name); else exit."""
+    if dataclasses.replace(config, name=target.name) != target:
+        click.echo(f"Error: the weights are a {config}, not a {target}; nothing written", err=True)
+        sys.exit(1)
+    return target
+
+
 @click.command(context_settings={"show_default": True})
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
@@ -44,10 +56,29 @@ def onnx_max_error(onnx_bytes: bytes, model: torch.nn.Module, sizes=((144, 192),
     help="Folder to write into.",
 )
 @click.option("--name", default=None, help="File stem [default: the model config's name].")
-def main(checkpoint: Path, out: Path, name: str | None) -> None:
-    """Export CHECKPOINT (best.safetensors or a .pt from a run) to NAME.onnx and NAME.safetensors (fp16)."""
+@click.option(
+    "--onnx-out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder for NAME.onnx [default: the checkpoint's folder].",
+)
+@click.option(
+    "--config",
+    "config_name",
+    type=click.Choice(sorted(CONFIGS)),
+    default=None,
+    help="Relabel the weights as this config, which must have the same shape (a probe config "
+    "that becomes a shipped one).",
+)
+def main(
+    checkpoint: Path, out: Path, name: str | None, onnx_out: Path | None, config_name: str | None
+) -> None:
+    """Export CHECKPOINT (best.safetensors or a .pt from a run) to NAME.safetensors (fp16) and NAME.onnx."""
     model, metadata = load_weights(checkpoint)
+    if config_name:
+        model.config = relabel(model.config, CONFIGS[config_name])
     name = name or model.config.name
+    onnx_out = onnx_out or checkpoint.parent
     buffer = io.BytesIO()
     export_onnx(model, buffer)
     error = onnx_max_error(buffer.getvalue(), model)
@@ -57,10 +88,13 @@ def main(checkpoint: Path, out: Path, name: str | None) -> None:
         )
         sys.exit(1)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}.onnx").write_bytes(buffer.getvalue())
+    onnx_out.mkdir(parents=True, exist_ok=True)
+    (onnx_out / f"{name}.onnx").write_bytes(buffer.getvalue())
     keep = {k: v for k, v in metadata.items() if k != "config"}
     save_weights(model, out / f"{name}.safetensors", half=True, **keep)
-    click.echo(f"wrote {out / name}.onnx and {name}.safetensors (fp16); ONNX max logit error {error:.1e}")
+    click.echo(
+        f"wrote {out / name}.safetensors (fp16) and {onnx_out / name}.onnx; ONNX max logit error {error:.1e}"
+    )
 
 
 if __name__ == "__main__":
