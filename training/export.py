@@ -17,10 +17,9 @@ import click
 import numpy as np
 import torch
 
-from deepbg_live.engine import export_onnx
-from deepbg_live.model import CONFIGS, load_weights, save_weights
+from deepbg_live.engine import WEIGHTS_DIR, export_onnx
+from deepbg_live.model import CONFIGS, ModelConfig, load_weights, save_weights
 
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "deepbg_live" / "weights"
 TOLERANCE = 1e-4  # max |logit difference| between ONNX Runtime and torch
 
 
@@ -39,7 +38,7 @@ def onnx_max_error(onnx_bytes: bytes, model: torch.nn.Module, sizes=((144, 192),
     return worst
 
 
-def relabel(config, target):
+def relabel(config: ModelConfig, target: ModelConfig) -> ModelConfig:
     """``target`` if it describes the same network as ``config`` (all but the name); else exit."""
     if dataclasses.replace(config, name=target.name) != target:
         click.echo(f"Error: the weights are a {config}, not a {target}; nothing written", err=True)
