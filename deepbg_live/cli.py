@@ -21,8 +21,9 @@ from deepbg_live.composite import (
     ImageBackground,
     VideoBackground,
 )
-from deepbg_live.engine import Segmenter
+from deepbg_live.engine import Segmenter, shipped_models
 from deepbg_live.errors import UserError
+from deepbg_live.model import DEFAULT_CONFIG
 from deepbg_live.pipeline import Pipeline, Result
 from deepbg_live.refine import EdgeRefiner
 from deepbg_live.sinks import (
@@ -110,6 +111,8 @@ class Hotkeys:
         elif action == "image" and self.user_backgrounds:
             self.user = (self.user + 1) % len(self.user_backgrounds)
             self.pipeline.background = self.user_backgrounds[self.user]
+        elif action == "image":
+            click.echo("no picture to show: start with --image FILE or --video FILE to use 'i'", err=True)
         elif action == "snapshot" and self.last is not None:
             path = Path(time.strftime("deepbg-snapshot-%Y%m%d-%H%M%S.png"))
             cv2.imwrite(str(path), self.last.image)
@@ -209,8 +212,8 @@ def file_sink(source: Source, output: Path, transparent: bool):
 @click.option(
     "--model",
     default=None,
-    help="A shipped model's name (realtime, fast) or a weights file (.safetensors, .pt or .onnx) "
-    "[default: realtime].",
+    help=f"A shipped model's name ({', '.join(shipped_models())}) or a weights file (.safetensors, .pt "
+    f"or .onnx) [default: {DEFAULT_CONFIG}].",
 )
 @click.option(
     "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", help="Where the model runs."

@@ -30,6 +30,7 @@ class ModelConfig:
     depth: int = 4
     block: str = "classic"  # "classic" (3x3 convs) or "depthwise" (separable convs)
     long_side: int = 192  # inference resolution: the frame's long side is resized to this
+    context: bool = False  # add a whole-image context block at the bottleneck
 
     @property
     def stride(self) -> int:
@@ -42,6 +43,7 @@ CONFIGS: dict[str, ModelConfig] = {
     # Real-time CPU configs, both shipped: "realtime" is the default, "fast" is for slower CPUs.
     "realtime": ModelConfig("realtime", base=16, depth=4, block="classic", long_side=192),
     "fast": ModelConfig("fast", base=8, depth=4, block="classic", long_side=192),
+    "context16": ModelConfig("context16", base=16, depth=4, block="classic", long_side=192, context=True),
     "depthwise16": ModelConfig("depthwise16", base=16, depth=4, block="depthwise", long_side=192),
     "depthwise8": ModelConfig("depthwise8", base=8, depth=4, block="depthwise", long_side=192),
 }
@@ -98,6 +100,26 @@ class Up(nn.Module):
         return self.conv(torch.cat([self.up(x), skip], dim=1))
 
 
+class GlobalContext(nn.Module):
+    """Add a summary of the whole image to every position of a feature map.
+
+    Deciding whether a region belongs to *the* person (not a dog or a plate beside them) needs
+    more than a local view. The last conv starts at zero, so the block begins as the identity and
+    weights trained without it load unchanged.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.mix = nn.Sequential(
+            nn.Conv2d(channels, channels, 1), nn.ReLU(inplace=True), nn.Conv2d(channels, channels, 1)
+        )
+        nn.init.zeros_(self.mix[-1].weight)
+        nn.init.zeros_(self.mix[-1].bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.mix(x.mean(dim=(2, 3), keepdim=True))
+
+
 class UNet(nn.Module):
     """Encoder-decoder with skip connections, returning one logit channel per pixel.
 
@@ -112,6 +134,7 @@ class UNet(nn.Module):
         widths = [config.base * 2**i for i in range(config.depth + 1)]
         self.stem = DoubleConv(3, widths[0])  # a full conv first: RGB has too few channels
         self.downs = nn.ModuleList(Down(widths[i], widths[i + 1], block) for i in range(config.depth))
+        self.context = GlobalContext(widths[-1]) if config.context else nn.Identity()
         self.ups = nn.ModuleList(Up(widths[i + 1], widths[i], block) for i in reversed(range(config.depth)))
         self.head = nn.Conv2d(widths[0], 1, kernel_size=1)
 
@@ -121,7 +144,7 @@ class UNet(nn.Module):
         skips = [self.stem(x)]
         for down in self.downs:
             skips.append(down(skips[-1]))
-        x = skips.pop()
+        x = self.context(skips.pop())
         for up in self.ups:
             x = up(x, skips.pop())
         return self.head(x)[..., :height, :width]

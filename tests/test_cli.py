@@ -262,3 +262,15 @@ def test_the_virtual_camera_receives_every_composited_frame(tmp_path, model, cli
     assert len(FakeCamera.frames) == 45
     first = FakeCamera.frames[0].reshape(240, 320, 3)
     assert np.abs(first[5, 5].astype(int) - BLUE_BGR).max() <= 12  # background corner, in BGR
+
+
+def test_the_picture_key_without_a_picture_says_how_to_get_one(capsys):
+    from types import SimpleNamespace
+
+    from deepbg_live.cli import Hotkeys
+
+    pipeline = SimpleNamespace(background="green")
+    keys = Hotkeys(pipeline, window=None, user_backgrounds=[])
+    assert keys.handle("image") is True
+    assert pipeline.background == "green"
+    assert "--image FILE" in capsys.readouterr().err

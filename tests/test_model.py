@@ -41,6 +41,26 @@ def test_each_shipped_weights_file_holds_its_named_config_and_stays_a_few_mb(nam
     assert path.stat().st_size < 5e6
 
 
+def test_a_new_context_block_starts_as_the_identity():
+    plain = build_model("realtime").eval()
+    grown = build_model("context16").eval()
+    grown.load_state_dict(plain.state_dict(), strict=False)
+    x = torch.randn(1, 3, 40, 60)
+    with torch.no_grad():
+        assert torch.equal(plain(x), grown(x))
+
+
+def test_the_context_block_lets_the_whole_image_change_every_pixel():
+    plain = build_model("realtime").eval()
+    grown = build_model("context16").eval()
+    torch.nn.init.normal_(grown.context.mix[-1].weight)
+    left, right = torch.zeros(1, 3, 64, 256), torch.zeros(1, 3, 64, 256)
+    right[..., 192:] = 3.0  # a change beyond the convolutions' view of the left edge
+    with torch.no_grad():
+        assert torch.equal(plain(left)[..., :8], plain(right)[..., :8])
+        assert not torch.equal(grown(left)[..., :8], grown(right)[..., :8])
+
+
 def test_unknown_config_names_the_choices():
     with pytest.raises(ValueError, match="realtime"):
         build_model("huge")

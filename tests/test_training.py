@@ -219,6 +219,16 @@ def test_fine_tuning_starts_from_the_given_weights(tmp_path):
     assert torch.allclose(trainer.model.head.bias, torch.tensor([0.75]))
 
 
+def test_fine_tuning_may_add_a_context_block_to_weights_trained_without_one(tmp_path):
+    from deepbg_live.model import build_model, save_weights
+
+    start = build_model("realtime")
+    torch.nn.init.constant_(start.head.bias, 0.75)
+    save_weights(start, tmp_path / "start.safetensors")
+    trainer = Trainer(tiny_config(tmp_path, model="context16", init=str(tmp_path / "start.safetensors")))
+    assert torch.allclose(trainer.model.head.bias, torch.tensor([0.75]))
+
+
 def test_fine_tuning_refuses_weights_of_another_shape(tmp_path):
     from deepbg_live.model import build_model, save_weights
 

@@ -6,7 +6,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -362,12 +362,17 @@ class Trainer:
         tmp.replace(self.out / name)  # atomic: a kill mid-write never corrupts the checkpoint
 
     def load_initial_weights(self, path: Path) -> None:
+        # A model may grow blocks that start as the identity (a context block): weights without
+        # them still load, and only those new blocks start untrained.
         start, _ = load_weights(path)
-        if start.config != self.model.config:
+        same_shape = replace(start.config, name="", context=False) == replace(
+            self.model.config, name="", context=False
+        )
+        if not same_shape or (start.config.context and not self.model.config.context):
             raise D.DatasetError(
                 f"{path} holds a {start.config.name!r} model, not {self.cfg.model!r}; pass --model"
             )
-        self.model.load_state_dict(start.state_dict())
+        self.model.load_state_dict(start.state_dict(), strict=False)
 
     def load_checkpoint(self, path: Path) -> None:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
