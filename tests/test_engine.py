@@ -7,6 +7,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -18,13 +19,18 @@ from deepbg_live.model import build_model, normalise, save_weights
 
 
 @pytest.fixture(scope="module")
-def model() -> torch.nn.Module:
-    """A randomly initialised realtime model whose head is scaled up, so its probabilities
-    spread over 0..1 instead of sitting at 0.5 (backend comparisons would be vacuous)."""
+def model(frame) -> torch.nn.Module:
+    """A randomly initialised realtime model whose head is rescaled to logits of mean 0 and spread 2
+    on the test frame, so its probabilities cover 0..1 instead of sitting at 0.5 (backend comparisons
+    would be vacuous)."""
     torch.manual_seed(0)
     model = build_model("realtime").eval()
+    shrunk = normalise(cv2.resize(frame, (192, 144), interpolation=cv2.INTER_AREA)[:, :, ::-1].copy())
     with torch.no_grad():
-        model.head.weight.mul_(300)
+        model.head.bias.zero_()
+        logits = model(shrunk)
+        model.head.weight.mul_(2.0 / logits.std())
+        model.head.bias.fill_(-2.0 * logits.mean() / logits.std())
     return model
 
 

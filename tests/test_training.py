@@ -220,12 +220,14 @@ def test_fine_tuning_starts_from_the_given_weights(tmp_path):
 
 
 def test_fine_tuning_may_add_a_context_block_to_weights_trained_without_one(tmp_path):
-    from deepbg_live.model import build_model, save_weights
+    from dataclasses import replace
 
-    start = build_model("realtime")
+    from deepbg_live.model import CONFIGS, UNet, save_weights
+
+    start = UNet(replace(CONFIGS["realtime"], context=False))
     torch.nn.init.constant_(start.head.bias, 0.75)
     save_weights(start, tmp_path / "start.safetensors")
-    trainer = Trainer(tiny_config(tmp_path, model="context16", init=str(tmp_path / "start.safetensors")))
+    trainer = Trainer(tiny_config(tmp_path, model="realtime", init=str(tmp_path / "start.safetensors")))
     assert torch.allclose(trainer.model.head.bias, torch.tensor([0.75]))
 
 
