@@ -21,9 +21,8 @@ from deepbg_live.composite import (
     ImageBackground,
     VideoBackground,
 )
-from deepbg_live.engine import Segmenter, shipped_models
+from deepbg_live.engine import Segmenter, model_option_help
 from deepbg_live.errors import UserError
-from deepbg_live.model import DEFAULT_CONFIG
 from deepbg_live.pipeline import Pipeline, Result
 from deepbg_live.refine import EdgeRefiner
 from deepbg_live.sinks import (
@@ -212,8 +211,7 @@ def file_sink(source: Source, output: Path, transparent: bool):
 @click.option(
     "--model",
     default=None,
-    help=f"A shipped model's name ({', '.join(shipped_models())}) or a weights file (.safetensors, .pt "
-    f"or .onnx) [default: {DEFAULT_CONFIG}].",
+    help=model_option_help(),
 )
 @click.option(
     "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", help="Where the model runs."

@@ -259,6 +259,14 @@ def shipped_models() -> list[str]:
     return sorted(path.stem for path in WEIGHTS_DIR.glob("*.safetensors"))
 
 
+def model_option_help() -> str:
+    """The help text of every ``--model`` option, naming the shipped models and the default."""
+    return (
+        f"A shipped model's name ({', '.join(shipped_models())}) or a weights file (.safetensors, .pt "
+        f"or .onnx) [default: {DEFAULT_CONFIG}]."
+    )
+
+
 def model_path(model: str | Path | None) -> Path:
     """The weights file for ``--model``: a shipped model's name, a path, or None for the default."""
     if model is None:

@@ -16,9 +16,8 @@ import click
 import numpy as np
 
 from benchmarks.accuracy import evaluate
-from deepbg_live.engine import Segmenter, shipped_models
+from deepbg_live.engine import Segmenter, model_option_help
 from deepbg_live.errors import UserError
-from deepbg_live.model import DEFAULT_CONFIG
 from deepbg_live.refine import EdgeRefiner
 from training.data import DatasetError, find_pairs, shared_data_folders, split_pairs
 
@@ -54,8 +53,7 @@ def runtime_predictor(
 @click.option(
     "--model",
     default=None,
-    help=f"A shipped model's name ({', '.join(shipped_models())}) or a weights file (.safetensors, .pt "
-    f"or .onnx) [default: {DEFAULT_CONFIG}].",
+    help=model_option_help(),
 )
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
 @click.option("--long-side", type=int, default=None, help="Inference resolution [default: the model's].")
