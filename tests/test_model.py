@@ -42,13 +42,27 @@ def test_each_shipped_weights_file_holds_its_named_config_and_stays_a_few_mb(nam
     assert path.stat().st_size < 5e6
 
 
-def test_a_new_context_block_starts_as_the_identity():
-    plain = UNet(replace(CONFIGS["realtime"], context=False)).eval()
-    grown = build_model("realtime").eval()
-    grown.load_state_dict(plain.state_dict(), strict=False)
+GROWTH = {"context block": dict(context=True), "bottleneck blocks": dict(bottleneck_blocks=2)}
+
+
+@pytest.mark.parametrize("growth", sorted(GROWTH))
+def test_a_newly_added_block_starts_as_the_identity(growth):
+    plain = UNet(replace(CONFIGS["realtime"], context=False, bottleneck_blocks=0)).eval()
+    grown = UNet(replace(plain.config, **GROWTH[growth])).eval()
+    missing, unexpected = grown.load_state_dict(plain.state_dict(), strict=False)
+    assert missing and not unexpected
     x = torch.randn(1, 3, 40, 60)
     with torch.no_grad():
         assert torch.equal(plain(x), grown(x))
+
+
+def test_bottleneck_blocks_add_capacity_at_the_coarsest_level_only():
+    plain = UNet(replace(CONFIGS["realtime"], bottleneck_blocks=0))
+    grown = UNet(replace(CONFIGS["realtime"], bottleneck_blocks=2))
+    coarsest = plain.config.base * 2**plain.config.depth
+    assert count_parameters(grown) > count_parameters(plain)
+    for conv in (m for m in grown.bottleneck.modules() if isinstance(m, torch.nn.Conv2d)):
+        assert coarsest in (conv.in_channels, conv.out_channels)
 
 
 def test_the_context_block_lets_the_whole_image_change_every_pixel():

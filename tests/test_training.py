@@ -219,16 +219,30 @@ def test_fine_tuning_starts_from_the_given_weights(tmp_path):
     assert torch.allclose(trainer.model.head.bias, torch.tensor([0.75]))
 
 
-def test_fine_tuning_may_add_a_context_block_to_weights_trained_without_one(tmp_path):
+def test_fine_tuning_may_add_identity_blocks_to_weights_trained_without_them(tmp_path):
     from dataclasses import replace
 
     from deepbg_live.model import CONFIGS, UNet, save_weights
 
-    start = UNet(replace(CONFIGS["realtime"], context=False))
+    start = UNet(replace(CONFIGS["realtime"], context=False, bottleneck_blocks=0))
     torch.nn.init.constant_(start.head.bias, 0.75)
     save_weights(start, tmp_path / "start.safetensors")
     trainer = Trainer(tiny_config(tmp_path, model="realtime", init=str(tmp_path / "start.safetensors")))
     assert torch.allclose(trainer.model.head.bias, torch.tensor([0.75]))
+
+
+def test_fine_tuning_never_drops_trained_blocks():
+    from dataclasses import replace
+
+    from deepbg_live.model import CONFIGS
+    from training.train import can_grow_into
+
+    plain = replace(CONFIGS["realtime"], context=False, bottleneck_blocks=0)
+    deep = replace(plain, bottleneck_blocks=2)
+    assert can_grow_into(plain, deep)
+    assert not can_grow_into(deep, plain)
+    assert not can_grow_into(replace(plain, context=True), plain)
+    assert not can_grow_into(plain, replace(deep, base=8))
 
 
 def test_fine_tuning_refuses_weights_of_another_shape(tmp_path):

@@ -362,13 +362,10 @@ class Trainer:
         tmp.replace(self.out / name)  # atomic: a kill mid-write never corrupts the checkpoint
 
     def load_initial_weights(self, path: Path) -> None:
-        # A model may grow blocks that start as the identity (a context block): weights without
-        # them still load, and only those new blocks start untrained.
+        # A model may grow blocks that start as the identity (a context block, bottleneck
+        # blocks): weights without them still load, and only those new blocks start untrained.
         start, _ = load_weights(path)
-        same_shape = replace(start.config, name="", context=False) == replace(
-            self.model.config, name="", context=False
-        )
-        if not same_shape or (start.config.context and not self.model.config.context):
+        if not can_grow_into(start.config, self.model.config):
             raise D.DatasetError(
                 f"{path} holds a {start.config.name!r} model, not {self.cfg.model!r}; pass --model"
             )
@@ -382,6 +379,16 @@ class Trainer:
         self.epoch, self.batch = checkpoint["epoch"], checkpoint["batch"]
         self.step, self.best_iou = checkpoint["step"], checkpoint["best_iou"]
         self.wandb_id = checkpoint["wandb_id"]
+
+
+def can_grow_into(start: ModelConfig, target: ModelConfig) -> bool:
+    """Whether ``target`` is ``start`` plus only blocks that begin as the identity."""
+    grown = replace(start, name="", context=target.context, bottleneck_blocks=target.bottleneck_blocks)
+    return (
+        grown == replace(target, name="")
+        and target.context >= start.context
+        and target.bottleneck_blocks >= start.bottleneck_blocks
+    )
 
 
 def read_config(path: Path) -> TrainConfig:
