@@ -42,12 +42,10 @@ CONFIGS: dict[str, ModelConfig] = {
     # The original project's network: 64-128-256-512 features plus a 1024 bottleneck, for GPUs.
     "classic": ModelConfig("classic", base=64, depth=4, block="classic", long_side=256),
     # Real-time CPU configs, both shipped: "realtime" is the default, "fast" is for slower CPUs.
-    "realtime": ModelConfig("realtime", base=16, depth=4, block="classic", long_side=192, context=True),
-    "fast": ModelConfig("fast", base=8, depth=4, block="classic", long_side=192),
-    # Probe: realtime with two residual blocks at the bottleneck (run 7).
-    "deep16": ModelConfig(
-        "deep16", base=16, depth=4, block="classic", long_side=192, context=True, bottleneck_blocks=2
+    "realtime": ModelConfig(
+        "realtime", base=16, depth=4, block="classic", long_side=192, context=True, bottleneck_blocks=2
     ),
+    "fast": ModelConfig("fast", base=8, depth=4, block="classic", long_side=192),
     "depthwise16": ModelConfig("depthwise16", base=16, depth=4, block="depthwise", long_side=192),
     "depthwise8": ModelConfig("depthwise8", base=8, depth=4, block="depthwise", long_side=192),
 }

@@ -30,7 +30,7 @@ def test_the_classic_config_is_the_original_31m_parameter_unet():
 
 
 def test_the_shipped_cpu_configs_are_small():
-    assert count_parameters(build_model("realtime")) < 2.5e6
+    assert count_parameters(build_model("realtime")) < 4e6
     assert count_parameters(build_model("fast")) < 1e6
 
 
@@ -39,7 +39,7 @@ def test_each_shipped_weights_file_holds_its_named_config_and_stays_a_few_mb(nam
     path = WEIGHTS_DIR / f"{name}.safetensors"
     model, _ = load_weights(path)
     assert model.config == CONFIGS[name]
-    assert path.stat().st_size < 5e6
+    assert path.stat().st_size < 8e6
 
 
 GROWTH = {"context block": dict(context=True), "bottleneck blocks": dict(bottleneck_blocks=2)}
