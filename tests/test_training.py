@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from training.data import DatasetError, find_pairs, read_pair, split_pairs
-from training.train import TrainConfig, Trainer
+from training.train import LOSSES, TrainConfig, Trainer, lovasz_loss
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -84,8 +84,27 @@ def test_the_validation_split_is_every_tenth_photo_and_whole_held_out_clips(tmp_
     assert len(train) + len(val) == 33
 
 
-def test_a_short_training_run_lowers_the_validation_loss(tmp_path):
-    cfg = tiny_config(tmp_path, epochs=4, samples_per_epoch=64)
+def test_the_lovasz_loss_is_one_minus_each_images_iou_for_hard_predictions():
+    torch.manual_seed(0)
+    truth = (torch.rand(4, 1, 20, 20) > 0.5).float()
+    predicted = (torch.rand(4, 1, 20, 20) > 0.3).float()
+    logits = (predicted * 2 - 1) * 40  # sigmoid saturates to exactly 0 or 1
+    intersection = (predicted * truth).flatten(1).sum(1)
+    union = ((predicted + truth) > 0).float().flatten(1).sum(1)
+    expected = (1 - intersection / union).mean()
+    assert torch.isclose(lovasz_loss(logits, truth), expected, atol=1e-6)
+
+
+def test_the_lovasz_loss_is_zero_only_for_a_perfect_prediction():
+    truth = torch.zeros(1, 1, 8, 8)
+    truth[..., 2:6, 2:6] = 1
+    assert lovasz_loss((truth * 2 - 1) * 40, truth) < 1e-6
+    assert lovasz_loss(torch.zeros(1, 1, 8, 8), truth) > 0.4
+
+
+@pytest.mark.parametrize("loss", sorted(LOSSES))
+def test_a_short_training_run_lowers_the_validation_loss(tmp_path, loss):
+    cfg = tiny_config(tmp_path, epochs=4, samples_per_epoch=64, loss=loss)
     trainer = Trainer(cfg)
     trainer.run()
     history = [json.loads(line) for line in (Path(cfg.out) / "history.jsonl").read_text().splitlines()]

@@ -11,7 +11,7 @@ import click
 
 from deepbg_live.model import CONFIGS
 from training.data import DatasetError
-from training.train import PRESETS, TrainConfig, Trainer, read_config
+from training.train import LOSSES, PRESETS, TrainConfig, Trainer, read_config
 
 DEFAULTS = TrainConfig()
 
@@ -74,6 +74,12 @@ DEFAULTS = TrainConfig()
     type=float,
     default=DEFAULTS.composite_p,
     help="Share of samples pasted onto a background image.",
+)
+@click.option(
+    "--loss",
+    type=click.Choice(sorted(LOSSES)),
+    default=DEFAULTS.loss,
+    help="BCE plus batch Dice, or plus per-image Lovász IoU (for fine-tuning).",
 )
 @click.option(
     "--seed", type=int, default=DEFAULTS.seed, help="Seed for weights, sample order and augmentation."
