@@ -15,7 +15,7 @@ import torch
 from deepbg_live import engine
 from deepbg_live.engine import Segmenter, export_onnx, resolve_device
 from deepbg_live.errors import UserError
-from deepbg_live.model import build_model, normalise, save_weights
+from deepbg_live.model import CONFIGS, build_model, long_side_size, normalise, save_weights
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,8 @@ def model(frame) -> torch.nn.Module:
     would be vacuous)."""
     torch.manual_seed(0)
     model = build_model("realtime").eval()
-    shrunk = normalise(cv2.resize(frame, (192, 144), interpolation=cv2.INTER_AREA)[:, :, ::-1].copy())
+    size = long_side_size(frame.shape[1], frame.shape[0], CONFIGS["realtime"].long_side)
+    shrunk = normalise(cv2.resize(frame, size, interpolation=cv2.INTER_AREA)[:, :, ::-1].copy())
     with torch.no_grad():
         model.head.bias.zero_()
         logits = model(shrunk)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from training.data import DatasetError, find_pairs, read_pair, split_pairs
+from training.data import DatasetError, Pair, find_pairs, read_pair, repeat_by_source, split_pairs
 from training.train import LOSSES, TrainConfig, Trainer, lovasz_loss
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -166,6 +166,30 @@ def test_the_training_cli_reports_a_bad_folder_in_one_line(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "nope is not a folder" in result.stderr
+
+
+def test_repeat_uses_a_folders_pairs_that_many_times_and_zero_leaves_it_out():
+    pairs = [Pair(Path(f"{n}.jpg"), Path(f"{n}.png"), source) for n, source in enumerate("aabc")]
+    samples = ["a0", "a1", "b2", "c3"]
+    assert repeat_by_source(pairs, samples, {}) == samples
+    assert repeat_by_source(pairs, samples, {"a": 2, "c": 0}) == ["a0", "a0", "a1", "a1", "b2"]
+
+
+def test_repeat_names_an_unknown_folder_in_the_error():
+    pairs = [Pair(Path("0.jpg"), Path("0.png"), "portraits")]
+    with pytest.raises(DatasetError, match="potraits.*training folders are portraits"):
+        repeat_by_source(pairs, ["x"], {"potraits": 2})
+
+
+def test_the_training_cli_reports_a_malformed_repeat_in_one_line():
+    result = subprocess.run(
+        [sys.executable, "-m", "training", "--repeat", "portraits"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "Error: --repeat 'portraits' is not FOLDER=N, for example portraits-eg2016=2"
+    ]
 
 
 def test_export_writes_onnx_that_matches_torch_and_fp16_weights(tmp_path):

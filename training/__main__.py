@@ -76,6 +76,13 @@ DEFAULTS = TrainConfig()
     help="Share of samples pasted onto a background image.",
 )
 @click.option(
+    "--repeat",
+    "repeat",
+    multiple=True,
+    metavar="FOLDER=N",
+    help="Use this training folder's pairs N times per epoch (0 leaves it out); repeatable.",
+)
+@click.option(
     "--loss",
     type=click.Choice(sorted(LOSSES)),
     default=DEFAULTS.loss,
@@ -116,7 +123,7 @@ DEFAULTS = TrainConfig()
     is_flag=True,
     help="Continue the run in --out from last.pt, with its stored settings; --epochs may extend it.",
 )
-def main(preset, resume, wandb_mode, images, masks, val_images, val_masks, **options):
+def main(preset, resume, wandb_mode, images, masks, val_images, val_masks, repeat, **options):
     """Train the segmentation U-Net, checkpointing often so it can be stopped and resumed."""
     out = Path(options["out"])
     try:
@@ -143,6 +150,7 @@ def main(preset, resume, wandb_mode, images, masks, val_images, val_masks, **opt
                 masks=list(masks),
                 val_images=list(val_images),
                 val_masks=list(val_masks),
+                repeat=_parse_repeat(repeat),
             )
             cfg.data_root = cfg.data_root or None
         signal.signal(signal.SIGTERM, _interrupt)
@@ -153,6 +161,16 @@ def main(preset, resume, wandb_mode, images, masks, val_images, val_masks, **opt
     except DatasetError as error:
         click.echo(f"Error: {error}", err=True)
         sys.exit(2)
+
+
+def _parse_repeat(values: tuple[str, ...]) -> dict[str, int]:
+    repeat = {}
+    for value in values:
+        name, _, count = value.partition("=")
+        if not name or not count.isdigit():
+            raise click.ClickException(f"--repeat {value!r} is not FOLDER=N, for example portraits-eg2016=2")
+        repeat[name] = int(count)
+    return repeat
 
 
 def _given_on_command_line(name: str) -> bool:

@@ -226,3 +226,24 @@ def cache_pairs(pairs: list[Pair], long_side: int = CACHE_LONG_SIDE, progress: b
     return [
         read_pair(p, long_side) for p in tqdm(pairs, desc="loading pairs", disable=not progress, leave=False)
     ]
+
+
+def repeat_by_source(pairs: list[Pair], samples: list, repeat: dict[str, int]) -> list:
+    """``samples`` (one per pair) with each source folder's samples repeated ``repeat[source]`` times.
+
+    Repeats share the cached arrays, and each copy still draws its own crop and augmentation.
+    """
+    sources = sorted({pair.source for pair in pairs})
+    unknown = sorted(set(repeat) - set(sources))
+    if unknown:
+        raise DatasetError(
+            f"--repeat names {', '.join(unknown)}, but the training folders are {', '.join(sources)}"
+        )
+    if any(count < 0 for count in repeat.values()):
+        raise DatasetError("--repeat counts must be 0 or more")
+    repeated = [
+        sample for pair, sample in zip(pairs, samples, strict=True) for _ in range(repeat.get(pair.source, 1))
+    ]
+    if not repeated:
+        raise DatasetError("--repeat dropped every training pair")
+    return repeated

@@ -44,6 +44,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     step_lr_every: int = 3  # epochs per StepLR decay, original preset only
     composite_p: float = 0.3
+    repeat: dict[str, int] = field(default_factory=dict)  # training folder -> copies per epoch (0 drops it)
     loss: str = "bce-dice"  # a key of LOSSES
     seed: int = 0
     threads: int = 2
@@ -194,7 +195,7 @@ class Trainer:
         background_dir = cfg.backgrounds or (Path(cfg.data_root) / "backgrounds" if cfg.data_root else None)
         show = self.dist.main
         self.dataset = D.SegmentationDataset(
-            D.cache_pairs(train_pairs, progress=show),
+            D.repeat_by_source(train_pairs, D.cache_pairs(train_pairs, progress=show), cfg.repeat),
             D.load_backgrounds(background_dir),
             crop=cfg.crop,
             long_side=cfg.model_config.long_side,
