@@ -77,7 +77,6 @@ DEFAULTS = TrainConfig()
 )
 @click.option(
     "--repeat",
-    "repeat",
     multiple=True,
     metavar="FOLDER=N",
     help="Use this training folder's pairs N times per epoch (0 leaves it out); repeatable.",
