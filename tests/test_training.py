@@ -11,7 +11,16 @@ import numpy as np
 import pytest
 import torch
 
-from training.data import DatasetError, Pair, find_pairs, read_pair, repeat_by_source, split_pairs
+from training.data import (
+    CACHE_LONG_SIDE,
+    DatasetError,
+    Pair,
+    cache_pairs,
+    find_pairs,
+    read_pair,
+    repeat_by_source,
+    split_pairs,
+)
 from training.train import LOSSES, TrainConfig, Trainer, lovasz_loss
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -169,16 +178,23 @@ def test_the_training_cli_reports_a_bad_folder_in_one_line(tmp_path):
 
 
 def test_repeat_uses_a_folders_pairs_that_many_times_and_zero_leaves_it_out():
-    pairs = [Pair(Path(f"{n}.jpg"), Path(f"{n}.png"), source) for n, source in enumerate("aabc")]
-    samples = ["a0", "a1", "b2", "c3"]
-    assert repeat_by_source(pairs, samples, {}) == samples
-    assert repeat_by_source(pairs, samples, {"a": 2, "c": 0}) == ["a0", "a0", "a1", "a1", "b2"]
+    a0, a1, b2, c3 = [Pair(Path(f"{n}.jpg"), Path(f"{n}.png"), source) for n, source in enumerate("aabc")]
+    assert repeat_by_source([a0, a1, b2, c3], {}) == [a0, a1, b2, c3]
+    assert repeat_by_source([a0, a1, b2, c3], {"a": 2, "c": 0}) == [a0, a0, a1, a1, b2]
+
+
+def test_a_repeated_pair_is_read_once_and_its_arrays_shared(tmp_path):
+    images, masks = make_pairs(tmp_path / "toy", count=2)
+    first, second = find_pairs(images, masks)
+    cached = cache_pairs([first, first, second], progress=False)
+    assert cached[0] is cached[1] and cached[0] is not cached[2]
+    assert np.array_equal(cached[0][1], read_pair(first, CACHE_LONG_SIDE)[1])
 
 
 def test_repeat_names_an_unknown_folder_in_the_error():
     pairs = [Pair(Path("0.jpg"), Path("0.png"), "portraits")]
     with pytest.raises(DatasetError, match="potraits.*training folders are portraits"):
-        repeat_by_source(pairs, ["x"], {"potraits": 2})
+        repeat_by_source(pairs, {"potraits": 2})
 
 
 def test_the_training_cli_reports_a_malformed_repeat_in_one_line():

@@ -28,7 +28,7 @@ class DatasetError(ValueError):
     """A problem with the training data, with the offending file named in the message."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class Pair:
     image: Path
     mask: Path
@@ -220,18 +220,24 @@ def composite_on(
 
 
 def cache_pairs(pairs: list[Pair], long_side: int = CACHE_LONG_SIDE, progress: bool = True):
-    """Read every pair once into memory; reading JPEGs each epoch would cost more than training."""
+    """Read every pair once into memory; reading JPEGs each epoch would cost more than training.
+
+    A pair listed more than once (see ``repeat_by_source``) is read once and its arrays shared.
+    """
     from tqdm import tqdm
 
-    return [
-        read_pair(p, long_side) for p in tqdm(pairs, desc="loading pairs", disable=not progress, leave=False)
-    ]
+    cache: dict[Pair, tuple[np.ndarray, np.ndarray]] = {}
+    for pair in tqdm(pairs, desc="loading pairs", disable=not progress, leave=False):
+        if pair not in cache:
+            cache[pair] = read_pair(pair, long_side)
+    return [cache[pair] for pair in pairs]
 
 
-def repeat_by_source(pairs: list[Pair], samples: list, repeat: dict[str, int]) -> list:
-    """``samples`` (one per pair) with each source folder's samples repeated ``repeat[source]`` times.
+def repeat_by_source(pairs: list[Pair], repeat: dict[str, int]) -> list[Pair]:
+    """``pairs`` with each source folder's pairs listed ``repeat[source]`` times (default once).
 
-    Repeats share the cached arrays, and each copy still draws its own crop and augmentation.
+    A folder repeated 0 times is left out before anything is read; each copy of a repeated pair
+    draws its own crop and augmentation.
     """
     sources = sorted({pair.source for pair in pairs})
     unknown = sorted(set(repeat) - set(sources))
@@ -241,9 +247,7 @@ def repeat_by_source(pairs: list[Pair], samples: list, repeat: dict[str, int]) -
         )
     if any(count < 0 for count in repeat.values()):
         raise DatasetError("--repeat counts must be 0 or more")
-    repeated = [
-        sample for pair, sample in zip(pairs, samples, strict=True) for _ in range(repeat.get(pair.source, 1))
-    ]
+    repeated = [pair for pair in pairs for _ in range(repeat.get(pair.source, 1))]
     if not repeated:
         raise DatasetError("--repeat dropped every training pair")
     return repeated

@@ -20,6 +20,8 @@ from training import data as D
 from training.metrics import all_metrics
 from training.report import RunLogger
 
+DEFAULT_LOSS = "bce-dice"  # trains well from scratch; "bce-lovasz" is for fine-tuning
+
 
 @dataclass
 class TrainConfig:
@@ -45,7 +47,7 @@ class TrainConfig:
     step_lr_every: int = 3  # epochs per StepLR decay, original preset only
     composite_p: float = 0.3
     repeat: dict[str, int] = field(default_factory=dict)  # training folder -> copies per epoch (0 drops it)
-    loss: str = "bce-dice"  # a key of LOSSES
+    loss: str = DEFAULT_LOSS  # a key of LOSSES
     seed: int = 0
     threads: int = 2
     workers: int = 0
@@ -94,7 +96,7 @@ def lovasz_weights(sorted_truth: torch.Tensor) -> torch.Tensor:
     return torch.cat([jaccard[:, :1], jaccard[:, 1:] - jaccard[:, :-1]], dim=1)
 
 
-def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, kind: str = "bce-dice") -> torch.Tensor:
+def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, kind: str = DEFAULT_LOSS) -> torch.Tensor:
     """BCE for per-pixel calibration plus an overlap term, which does not let the background dominate.
 
     ``bce-dice`` trains from scratch well; ``bce-lovasz`` is for fine-tuning towards per-image IoU.
@@ -195,7 +197,7 @@ class Trainer:
         background_dir = cfg.backgrounds or (Path(cfg.data_root) / "backgrounds" if cfg.data_root else None)
         show = self.dist.main
         self.dataset = D.SegmentationDataset(
-            D.repeat_by_source(train_pairs, D.cache_pairs(train_pairs, progress=show), cfg.repeat),
+            D.cache_pairs(D.repeat_by_source(train_pairs, cfg.repeat), progress=show),
             D.load_backgrounds(background_dir),
             crop=cfg.crop,
             long_side=cfg.model_config.long_side,
