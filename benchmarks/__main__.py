@@ -50,6 +50,11 @@ def common_options(command: Callable) -> Callable:
         click.option(
             "--threads", type=click.IntRange(1), help="CPU threads for inference [default: cores, at most 4]."
         ),
+        click.option(
+            "--precision",
+            type=click.Choice(["auto", "fp32", "int8"]),
+            help="Our model's CPU arithmetic, as deepbg-live --precision [default: auto].",
+        ),
         click.option("--no-progress", is_flag=True, default=None, help="Hide progress bars."),
     ]
     return functools.reduce(lambda cmd, option: option(cmd), reversed(options), command)
@@ -64,6 +69,7 @@ def make_context(click_ctx: click.Context, **given: object) -> Context:
         weights=merged.get("weights"),
         data_root=merged.get("data_root") or DEFAULT_DATA_ROOT,
         threads=merged.get("threads"),
+        precision=merged.get("precision") or "auto",
         progress=not merged.get("no_progress"),
     )
 
@@ -92,6 +98,7 @@ def run_parts(ctx: Context, parts: dict[str, Callable[[], dict]]) -> None:
                 "system": system,
                 "quick": ctx.quick,
                 "threads": ctx.threads,
+                "precision": ctx.precision,
                 "weights": ctx.weights_label,
                 "notes": ctx.notes,
                 "duration_s": time.perf_counter() - started,
@@ -257,7 +264,10 @@ def _named(model) -> dict:
 @click.option(
     "--sizes", help="Input long sides, e.g. 128,192,256 [default: 128,160,192,256; quick: the config's own]."
 )
-@click.option("--backends", help="torch-cpu, onnxruntime, cuda-fp32, cuda-fp16 [default: all available].")
+@click.option(
+    "--backends",
+    help="torch-cpu, onnxruntime, onnxruntime-int8, cuda-fp32, cuda-fp16 [default: all available].",
+)
 @click.pass_context
 def model(click_ctx, configs, sizes, backends, **common):
     """Network alone: ms per frame (p50/p95), parameters and MACs."""

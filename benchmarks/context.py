@@ -26,6 +26,7 @@ class Context:
     weights: str | None = None  # None: the shipped weights, else a random-init stand-in
     data_root: Path = DEFAULT_DATA_ROOT
     threads: int | None = None
+    precision: str = "auto"  # our model's CPU arithmetic, as ``deepbg-live --precision``
     progress: bool = True
     notes: list[str] = field(default_factory=list)  # caveats that belong in the report
     weights_label: str = "not used"  # what the report calls our model; set when it is loaded
@@ -85,7 +86,11 @@ class Context:
         key = (device, backend)
         if key not in self._segmenters:
             self._segmenters[key] = Segmenter(
-                self.weights_path, device=device, threads=self.threads, backend=backend
+                self.weights_path,
+                device=device,
+                threads=self.threads,
+                backend=backend,
+                precision=self.precision,
             )
         return self._segmenters[key]
 

@@ -1,7 +1,9 @@
 """Part 1: the network alone, per config, backend and input size: ms per frame, params, MACs.
 
 Inputs are landscape 4:3 (a webcam's shape) with the given long side. Weights are random: the
-arithmetic, and so the speed, does not depend on them.
+arithmetic, and so the speed, does not depend on them. ``onnxruntime-int8`` is the same network
+quantised as ``training.export --calibrate`` does it, calibrated on random frames (which sets
+accuracy, not speed).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from benchmarks.flops import count_macs
 from benchmarks.timing import summarise, time_calls
 from deepbg_live.model import CONFIGS, DEFAULT_CONFIG, build_model, count_parameters
 
-BACKENDS = ("torch-cpu", "onnxruntime", "cuda-fp32", "cuda-fp16")
+BACKENDS = ("torch-cpu", "onnxruntime", "onnxruntime-int8", "cuda-fp32", "cuda-fp16")
 
 
 @dataclass
@@ -48,6 +50,12 @@ def available_backends() -> list[str]:
         names.append("onnxruntime")
     except ImportError:
         pass
+    try:
+        import onnx  # noqa: F401  (quantisation edits the graph with it)
+
+        names += ["onnxruntime-int8"] if "onnxruntime" in names else []
+    except ImportError:
+        pass
     if torch.cuda.is_available():
         names += ["cuda-fp32", "cuda-fp16"]
     return names
@@ -63,8 +71,8 @@ def make_runner(
 ) -> Callable[[], None]:
     """A no-argument function that runs one forward pass the way ``backend`` would at run time."""
     batch = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-    if backend == "onnxruntime":
-        return _onnxruntime_runner(model, batch, threads)
+    if backend in ("onnxruntime", "onnxruntime-int8"):
+        return _onnxruntime_runner(model, batch, threads, int8=backend.endswith("int8"))
     if backend == "torch-cpu":
         torch.set_num_threads(threads)
         net = model.eval().to(memory_format=torch.channels_last)
@@ -89,19 +97,25 @@ def _torch_forward(net: torch.nn.Module, x: torch.Tensor) -> None:
         net(x)
 
 
-def _onnxruntime_runner(model: torch.nn.Module, batch: np.ndarray, threads: int) -> Callable[[], None]:
+def _onnxruntime_runner(
+    model: torch.nn.Module, batch: np.ndarray, threads: int, int8: bool = False
+) -> Callable[[], None]:
     import onnxruntime as ort
 
     from deepbg_live.engine import export_onnx
 
     buffer = io.BytesIO()
     export_onnx(model, buffer)  # the shipped export (dynamic size), so this is what users run
+    data = buffer.getvalue()
+    if int8:
+        from training.quantize import quantize_int8
+
+        frames = np.random.default_rng(1).standard_normal((4, *batch.shape)).astype(np.float32)
+        data = quantize_int8(data, list(frames))
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    session = ort.InferenceSession(
-        buffer.getvalue(), sess_options=options, providers=["CPUExecutionProvider"]
-    )
+    session = ort.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     return lambda: session.run(None, {name: batch})
 

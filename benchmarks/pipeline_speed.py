@@ -222,6 +222,7 @@ def run(ctx: Context, settings: PipelineSettings | None = None) -> dict:
         "settings": asdict(settings),
         "isolated": isolated,
         "backend": segmenter.backend,
+        "precision": segmenter.precision,
         "long_side": segmenter.long_side,
         "threads": ctx.threads,
         "rows": rows,

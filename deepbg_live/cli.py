@@ -21,7 +21,7 @@ from deepbg_live.composite import (
     ImageBackground,
     VideoBackground,
 )
-from deepbg_live.engine import Segmenter, model_option_help
+from deepbg_live.engine import PRECISIONS, Segmenter, model_option_help
 from deepbg_live.errors import UserError
 from deepbg_live.pipeline import Pipeline, Result
 from deepbg_live.refine import EdgeRefiner
@@ -217,6 +217,13 @@ def file_sink(source: Source, output: Path, transparent: bool):
     "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", help="Where the model runs."
 )
 @click.option(
+    "--precision",
+    type=click.Choice(list(PRECISIONS)),
+    default="auto",
+    help="Model arithmetic on a CPU. auto: int8 where the model ships an int8 file (about twice as "
+    "fast, same masks), else fp32. A GPU always runs fp16.",
+)
+@click.option(
     "--smoothing", type=click.FloatRange(0, 1), default=0.5, help="Temporal smoothing, 0 (off) to 1."
 )
 @click.option(
@@ -262,6 +269,7 @@ class Options:
     window: bool | None = None
     model: str | None = None
     device: str = "auto"
+    precision: str = "auto"
     smoothing: float = 0.5
     feather: int = 0
     refine: bool = True
@@ -279,7 +287,7 @@ def run(opts: Options) -> None:
     if (opts.camera is None) == (opts.input_path is None):
         raise UserError("give exactly one of --camera N or --input PATH (or try --demo)")
     background = choose_background(opts.color, opts.image, opts.video, opts.blur)
-    segmenter = Segmenter(opts.model, device=opts.device)
+    segmenter = Segmenter(opts.model, device=opts.device, precision=opts.precision)
     size = parse_size(opts.size)
     source = open_source(
         opts.camera, opts.input_path, sequence=opts.sequence, realtime=opts.realtime, size=size, fps=opts.fps

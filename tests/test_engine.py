@@ -54,11 +54,11 @@ def ort_segmenter(weights) -> Segmenter:
 
 def test_cpu_device_defaults_to_onnxruntime_with_the_configs_resolution(ort_segmenter):
     assert ort_segmenter.backend == "onnxruntime"
-    assert ort_segmenter.long_side == 192
+    assert ort_segmenter.long_side == CONFIGS["realtime"].long_side
 
 
-def test_output_is_a_probability_map_at_model_resolution(ort_segmenter, frame):
-    prob = ort_segmenter(frame)
+def test_output_is_a_probability_map_at_model_resolution(weights, frame):
+    prob = Segmenter(weights, device="cpu", long_side=192)(frame)
     assert prob.dtype == np.float32
     assert prob.shape == (144, 192)
     assert prob.min() >= 0.0 and prob.max() <= 1.0
@@ -68,8 +68,8 @@ def test_output_is_a_probability_map_at_model_resolution(ort_segmenter, frame):
     ("width", "height", "expected"),
     [(1280, 720, (192, 108)), (640, 480, (192, 144)), (480, 640, (144, 192)), (1920, 1080, (192, 108))],
 )
-def test_input_size_keeps_the_aspect_ratio(ort_segmenter, width, height, expected):
-    assert ort_segmenter.input_size(width, height) == expected
+def test_input_size_keeps_the_aspect_ratio(weights, width, height, expected):
+    assert Segmenter(weights, device="cpu", long_side=192).input_size(width, height) == expected
 
 
 def test_odd_frame_sizes_work(ort_segmenter):
@@ -79,10 +79,12 @@ def test_odd_frame_sizes_work(ort_segmenter):
 
 
 def test_preprocess_matches_the_models_normalisation(ort_segmenter):
-    frame = np.random.default_rng(2).integers(0, 256, (144, 192, 3), dtype=np.uint8)  # no resize needed
+    width = ort_segmenter.long_side
+    height = width * 3 // 4
+    frame = np.random.default_rng(2).integers(0, 256, (height, width, 3), dtype=np.uint8)  # no resize needed
     batch = ort_segmenter.preprocess(frame)
     expected = normalise(frame[:, :, ::-1].copy()).numpy()
-    assert batch.shape == (1, 3, 144, 192) and batch.dtype == np.float32
+    assert batch.shape == (1, 3, height, width) and batch.dtype == np.float32
     np.testing.assert_allclose(batch, expected, atol=1e-5)
 
 
@@ -106,7 +108,7 @@ def test_onnx_file_input_reads_long_side_from_metadata(model, tmp_path, ort_segm
     export_onnx(model, path)
     onnx_segmenter = Segmenter(path, device="cpu")
     assert onnx_segmenter.backend == "onnxruntime"
-    assert onnx_segmenter.long_side == 192
+    assert onnx_segmenter.long_side == CONFIGS["realtime"].long_side
     np.testing.assert_allclose(onnx_segmenter(frame), ort_segmenter(frame), atol=1e-5)
 
 
@@ -121,7 +123,7 @@ def test_export_to_memory_gives_dynamic_sizes(weights):
     for h, w in [(108, 192), (144, 192), (37, 53)]:
         out = session.run(None, {"image": np.zeros((1, 3, h, w), np.float32)})[0]
         assert out.shape == (1, 1, h, w)
-    assert session.get_modelmeta().custom_metadata_map["long_side"] == "192"
+    assert session.get_modelmeta().custom_metadata_map["long_side"] == str(CONFIGS["realtime"].long_side)
 
 
 def test_explicit_long_side_overrides_the_config(weights, frame):
@@ -176,3 +178,74 @@ def test_cuda_without_a_gpu_is_a_user_error():
 def test_auto_device_picks_what_exists():
     assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
     assert resolve_device("cpu") == "cpu"
+
+
+# --- int8 -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> np.ndarray:
+    return cv2.imread(str(Path(engine.__file__).parent / "samples" / "astronaut.jpg"))
+
+
+def shipped_int8() -> Path:
+    return engine.DEFAULT_WEIGHTS.with_name(engine.DEFAULT_WEIGHTS.stem + engine.INT8_SUFFIX)
+
+
+def test_the_shipped_model_runs_in_int8_on_a_cpu_by_default():
+    segmenter = Segmenter(device="cpu")
+    assert (segmenter.backend, segmenter.precision) == ("onnxruntime", "int8")
+
+
+def test_the_shipped_int8_file_was_quantised_from_the_shipped_weights():
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(shipped_int8()), providers=["CPUExecutionProvider"])
+    meta = session.get_modelmeta().custom_metadata_map
+    assert meta["weights_sha256"] == engine.weights_digest(engine.DEFAULT_WEIGHTS)
+    assert meta["precision"] == "int8"
+
+
+def test_int8_and_fp32_find_the_same_person_in_a_photo(astronaut):
+    int8 = Segmenter(device="cpu", precision="int8")(astronaut)
+    fp32 = Segmenter(device="cpu", precision="fp32")(astronaut)
+    person, same = fp32 > 0.5, (int8 > 0.5) == (fp32 > 0.5)
+    assert 0.2 < person.mean() < 0.8  # a real person fills the photo, so agreement means something
+    assert (np.logical_and(int8 > 0.5, person).sum() / np.logical_or(int8 > 0.5, person).sum()) > 0.97
+    assert same.mean() > 0.98 and np.abs(int8 - fp32).mean() < 0.02
+
+
+def test_fp32_precision_leaves_the_int8_file_unused():
+    assert Segmenter(device="cpu", precision="fp32").precision == "fp32"
+
+
+def test_an_int8_file_made_from_other_weights_is_ignored_with_a_warning(weights, tmp_path):
+    own = tmp_path / "m.safetensors"
+    own.write_bytes(Path(weights).read_bytes())
+    (tmp_path / f"m{engine.INT8_SUFFIX}").write_bytes(shipped_int8().read_bytes())
+    with pytest.warns(UserWarning, match="other weights"):
+        assert Segmenter(own, device="cpu").precision == "fp32"
+    with pytest.raises(UserError, match="re-export it"):
+        Segmenter(own, device="cpu", precision="int8")
+
+
+def test_asking_for_int8_without_an_int8_file_says_how_to_make_one(weights):
+    with pytest.raises(UserError, match="training.export"):
+        Segmenter(weights, device="cpu", precision="int8")
+
+
+def test_int8_runs_only_with_onnxruntime(weights):
+    with pytest.raises(UserError, match="ONNX Runtime"):
+        Segmenter(device="cpu", backend="torch-cpu", precision="int8")
+    assert Segmenter(device="cpu", backend="torch-cpu").precision == "fp32"
+
+
+def test_an_onnx_model_file_reports_its_own_precision():
+    assert Segmenter(shipped_int8(), device="cpu").precision == "int8"
+    with pytest.raises(UserError, match="int8 model, not fp32"):
+        Segmenter(shipped_int8(), device="cpu", precision="fp32")
+
+
+def test_an_unknown_precision_is_a_user_error():
+    with pytest.raises(UserError, match="precision"):
+        Segmenter(device="cpu", precision="fp8")

@@ -30,5 +30,7 @@ def test_the_wheel_ships_only_the_runtime_package_its_weights_and_sample(tmp_pat
     assert top_level == {"deepbg_live"}
     assert "deepbg_live/samples/astronaut.jpg" in names
     weights = Path(ROOT / "deepbg_live" / "weights")
-    for shipped in weights.glob("*.safetensors"):
-        assert f"deepbg_live/weights/{shipped.name}" in names
+    shipped = [*weights.glob("*.safetensors"), *weights.glob("*.int8.onnx")]
+    assert any(path.name.endswith(".int8.onnx") for path in shipped)
+    for path in shipped:
+        assert f"deepbg_live/weights/{path.name}" in names

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -221,6 +222,37 @@ def test_export_writes_onnx_that_matches_torch_and_fp16_weights(tmp_path):
     assert (tmp_path / "m.onnx").exists()  # beside the checkpoint: the package ships no ONNX copy
 
 
+def photo_pairs(root: Path, count: int = 12) -> Path:
+    """A shared-data layout of crops and flips of the bundled portrait (the masks are not used)."""
+    photo = cv2.imread(str(ROOT / "deepbg_live" / "samples" / "astronaut.jpg"))
+    images, masks = root / "people" / "images", root / "people" / "masks"
+    images.mkdir(parents=True)
+    masks.mkdir(parents=True)
+    for i in range(count):
+        crop = photo[i * 8 :, : photo.shape[1] - i * 8]
+        crop = crop[:, ::-1] if i % 2 else crop
+        cv2.imwrite(str(images / f"{i:03d}.jpg"), crop)
+        cv2.imwrite(str(masks / f"{i:03d}.png"), np.zeros(crop.shape[:2], np.uint8))
+    return root
+
+
+@pytest.mark.slow
+def test_export_calibrate_writes_an_int8_model_the_runtime_picks_up(tmp_path):
+    from deepbg_live.engine import DEFAULT_WEIGHTS, Segmenter
+
+    shutil.copy(DEFAULT_WEIGHTS, tmp_path / "trained.safetensors")
+    result = subprocess.run(
+        [sys.executable, "-m", "training.export", str(tmp_path / "trained.safetensors"), "--out", str(tmp_path / "w"),
+         "--name", "m", "--calibrate", str(photo_pairs(tmp_path / "data"))],
+        cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "int8 vs fp32 mask IoU" in result.stdout
+    assert Segmenter(tmp_path / "w" / "m.safetensors", device="cpu").precision == "int8"
+    # quantisation's scratch files stay out of the working folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "m.onnx", "trained.safetensors", "w"]
+
+
 def test_export_relabels_a_probe_config_as_the_shipped_one_of_the_same_shape():
     import dataclasses
 
@@ -302,6 +334,16 @@ def test_fine_tuning_never_drops_trained_blocks():
     assert not can_grow_into(deep, plain)
     assert not can_grow_into(replace(plain, context=True), plain)
     assert not can_grow_into(plain, replace(deep, base=8))
+
+
+def test_fine_tuning_may_change_the_inference_resolution():
+    from dataclasses import replace
+
+    from deepbg_live.model import CONFIGS
+    from training.train import can_grow_into
+
+    config = CONFIGS["realtime"]
+    assert can_grow_into(replace(config, long_side=config.long_side - 32), config)
 
 
 def test_fine_tuning_refuses_weights_of_another_shape(tmp_path):

@@ -415,8 +415,17 @@ class Trainer:
 
 
 def can_grow_into(start: ModelConfig, target: ModelConfig) -> bool:
-    """Whether ``target`` is ``start`` plus only blocks that begin as the identity."""
-    grown = replace(start, name="", context=target.context, bottleneck_blocks=target.bottleneck_blocks)
+    """Whether ``target`` is ``start`` plus only blocks that begin as the identity.
+
+    The inference resolution may differ: fine-tuning at a new ``long_side`` keeps every weight.
+    """
+    grown = replace(
+        start,
+        name="",
+        long_side=target.long_side,
+        context=target.context,
+        bottleneck_blocks=target.bottleneck_blocks,
+    )
     return (
         grown == replace(target, name="")
         and target.context >= start.context
