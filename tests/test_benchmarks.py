@@ -305,7 +305,11 @@ def test_quick_mode_on_tiny_generated_input(tmp_path, data_root, reference_onnx)
     results = json.loads((out / "results.json").read_text())
     assert set(results) >= {"meta", "model", "pipeline", "accuracy", "temporal", "training", "reference"}
     assert results["meta"]["quick"] and results["meta"]["system"]["libraries"]["torch"]
-    assert {r["backend"] for r in results["model"]["rows"]} >= {"torch-cpu", "onnxruntime", "onnxruntime-int8"}
+    assert {r["backend"] for r in results["model"]["rows"]} >= {
+        "torch-cpu",
+        "onnxruntime",
+        "onnxruntime-int8",
+    }
     assert {(r["resolution"], r["mode"]) for r in results["pipeline"]["rows"]} == {
         ("64x48", "file"),
         ("64x48", "live"),
