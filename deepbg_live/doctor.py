@@ -80,7 +80,26 @@ def report() -> list[tuple[str, bool, str]]:
     from deepbg_live.engine import DEFAULT_WEIGHTS
 
     rows.append(("shipped model weights", DEFAULT_WEIGHTS.exists(), str(DEFAULT_WEIGHTS)))
+    rows.append(_cpu_precision_row())
     return rows
+
+
+def _cpu_precision_row() -> tuple[str, bool, str]:
+    """Whether the default model really runs in int8 on this CPU (what users get, not a file check)."""
+    import warnings
+
+    from deepbg_live.engine import Segmenter
+    from deepbg_live.errors import UserError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a stale int8 file is reported in the row instead
+            precision = Segmenter(device="cpu").precision
+    except UserError as error:
+        return ("int8 CPU model", False, str(error))
+    if precision == "int8":
+        return ("int8 CPU model", True, "in use (about twice as fast as fp32)")
+    return ("int8 CPU model", False, "not in use: fp32 runs at about half the speed; reinstall deepbg-live")
 
 
 @click.command()

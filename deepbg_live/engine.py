@@ -96,7 +96,7 @@ def _add_onnx_metadata(data: bytes, model: UNet) -> bytes:
 
 
 def _onnx_metadata(data: bytes) -> dict[str, str]:
-    """An ONNX file's custom metadata, read without building an inference session."""
+    """An ONNX file's custom metadata (through ONNX Runtime: ``onnx`` is not a runtime dependency)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -156,7 +156,6 @@ class Segmenter:
                 buffer = io.BytesIO()
                 export_onnx(net, buffer)
                 self._init_onnxruntime(buffer.getvalue())
-                self.precision = "fp32"
             else:
                 self._init_torch(net)
         self.long_side = int(long_side or file_long_side)
@@ -201,7 +200,7 @@ class Segmenter:
             if precision == "int8":
                 raise UserError(
                     f"no int8 model '{int8_path.name}' beside '{weights}'; make one with "
-                    "`python -m training.export --int8`, or use --precision auto"
+                    "`python -m training.export WEIGHTS --calibrate DATA_ROOT`, or use --precision auto"
                 )
             return None
         data = _read_bytes(int8_path)

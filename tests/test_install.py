@@ -34,3 +34,10 @@ def test_the_wheel_ships_only_the_runtime_package_its_weights_and_sample(tmp_pat
     assert any(path.name.endswith(".int8.onnx") for path in shipped)
     for path in shipped:
         assert f"deepbg_live/weights/{path.name}" in names
+
+
+def test_the_doctor_reports_that_the_shipped_model_runs_in_int8():
+    from deepbg_live.doctor import report
+
+    checks = {name: (passed, detail) for name, passed, detail in report()}
+    assert checks["int8 CPU model"] == (True, "in use (about twice as fast as fp32)")

@@ -16,7 +16,7 @@ import click
 import numpy as np
 
 from benchmarks.accuracy import evaluate
-from deepbg_live.engine import Segmenter, model_option_help
+from deepbg_live.engine import PRECISIONS, Segmenter, model_option_help
 from deepbg_live.errors import UserError
 from deepbg_live.refine import EdgeRefiner
 from training.data import DatasetError, find_pairs, shared_data_folders, split_pairs
@@ -58,6 +58,12 @@ def runtime_predictor(
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
 @click.option("--long-side", type=int, default=None, help="Inference resolution [default: the model's].")
 @click.option(
+    "--precision",
+    type=click.Choice(list(PRECISIONS)),
+    default="auto",
+    help="CPU arithmetic, as deepbg-live --precision (auto: int8 where the model ships it).",
+)
+@click.option(
     "--refine/--no-refine", default=False, help="Score the guided-filter alpha instead of the bilinear one."
 )
 @click.option(
@@ -66,7 +72,7 @@ def runtime_predictor(
     default=None,
     help="Also write the results here.",
 )
-def main(images, masks, data_root, model, device, long_side, refine, json_out) -> None:
+def main(images, masks, data_root, model, device, long_side, precision, refine, json_out) -> None:
     """Report IoU, Dice, boundary F and MAD per folder of image/mask pairs."""
     try:
         if len(images) != len(masks):
@@ -80,13 +86,16 @@ def main(images, masks, data_root, model, device, long_side, refine, json_out) -
             pairs += split_pairs(shared_data_folders(data_root))[1]
         if not pairs:
             raise click.UsageError("nothing to evaluate: give --images/--masks or --data-root")
-        segmenter = Segmenter(model, device=device, long_side=long_side)
+        segmenter = Segmenter(model, device=device, long_side=long_side, precision=precision)
         predict = runtime_predictor(segmenter, EdgeRefiner() if refine else None)
         results = evaluate(predict, pairs, name="evaluating")["per_dataset"]
     except (DatasetError, UserError) as error:
         click.echo(f"Error: {error}", err=True)
         sys.exit(2)
-    click.echo(f"model: {model or 'shipped'}  backend: {segmenter.backend}  long side: {segmenter.long_side}")
+    click.echo(
+        f"model: {model or 'shipped'}  backend: {segmenter.backend} ({segmenter.precision})  "
+        f"long side: {segmenter.long_side}"
+    )
     click.echo(f"{'folder':<22}{'pairs':>6}{'IoU':>8}{'mIoU':>8}{'Dice':>8}{'BF':>8}{'MAD':>8}")
     for name, r in results.items():
         click.echo(
