@@ -43,7 +43,7 @@ CONFIGS: dict[str, ModelConfig] = {
     "classic": ModelConfig("classic", base=64, depth=4, block="classic", long_side=256),
     # Real-time CPU configs, both shipped: "realtime" is the default, "fast" is for slower CPUs.
     "realtime": ModelConfig(
-        "realtime", base=16, depth=4, block="classic", long_side=192, context=True, bottleneck_blocks=2
+        "realtime", base=16, depth=4, block="classic", long_side=224, context=True, bottleneck_blocks=2
     ),
     "fast": ModelConfig("fast", base=8, depth=4, block="classic", long_side=192),
     "depthwise16": ModelConfig("depthwise16", base=16, depth=4, block="depthwise", long_side=192),

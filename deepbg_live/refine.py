@@ -50,7 +50,10 @@ class EdgeRefiner:
 
     def __init__(
         self,
-        radius: int = 6,
+        # 4, not a wider window: at the model's 224 px the coarse edge is already within a few
+        # working pixels, and a wider window drags background colours in (run 10: full-body IoU
+        # +0.35 points, video +1.3, portraits level, against radius 6)
+        radius: int = 4,
         eps: float = 1e-3,
         feather: int = 0,
         guided: bool = True,

@@ -40,4 +40,5 @@ def test_the_doctor_reports_that_the_shipped_model_runs_in_int8():
     from deepbg_live.doctor import report
 
     checks = {name: (passed, detail) for name, passed, detail in report()}
-    assert checks["int8 CPU model"] == (True, "in use (about twice as fast as fp32)")
+    passed, detail = checks["int8 CPU model"]
+    assert passed and detail.startswith("in use")
