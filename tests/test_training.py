@@ -253,6 +253,23 @@ def test_export_calibrate_writes_an_int8_model_the_runtime_picks_up(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "m.onnx", "trained.safetensors", "w"]
 
 
+def test_export_without_calibrate_says_the_old_int8_file_no_longer_matches(tmp_path):
+    from deepbg_live.engine import DEFAULT_WEIGHTS, INT8_SUFFIX
+    from deepbg_live.model import build_model, save_weights
+
+    save_weights(build_model("realtime"), tmp_path / "trained.safetensors")
+    (tmp_path / "w").mkdir()
+    shutil.copy(
+        DEFAULT_WEIGHTS.with_name(DEFAULT_WEIGHTS.stem + INT8_SUFFIX), tmp_path / "w" / f"m{INT8_SUFFIX}"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "training.export", str(tmp_path / "trained.safetensors"), "--out", str(tmp_path / "w"), "--name", "m"],
+        cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "add --calibrate" in result.stdout
+
+
 def test_export_relabels_a_probe_config_as_the_shipped_one_of_the_same_shape():
     import dataclasses
 

@@ -115,6 +115,11 @@ def main(
     )
     if data_root is not None:
         write_int8(out / f"{name}.safetensors", data_root)
+    elif (out / f"{name}{INT8_SUFFIX}").exists():
+        click.echo(
+            f"note: {out / name}{INT8_SUFFIX} was made from the old weights, so the runtime will run "
+            "fp32; add --calibrate DATA_ROOT to rebuild it"
+        )
 
 
 def write_int8(weights: Path, data_root: Path) -> None:
