@@ -95,14 +95,12 @@ def _add_onnx_metadata(data: bytes, model: UNet) -> bytes:
     return proto.SerializeToString()
 
 
-def _onnx_metadata(data: bytes) -> dict[str, str]:
-    """An ONNX file's custom metadata (through ONNX Runtime: ``onnx`` is not a runtime dependency)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = ort.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
-    return dict(session.get_modelmeta().custom_metadata_map)
+def _metadata_long_side(metadata: dict[str, str]) -> int:
+    """The inference long side an exported model records, or the fallback for files without one."""
+    try:
+        return int(metadata.get("long_side", FALLBACK_LONG_SIDE))
+    except ValueError:
+        return FALLBACK_LONG_SIDE
 
 
 def weights_digest(path: str | Path) -> str:
@@ -143,21 +141,13 @@ class Segmenter:
         if precision not in PRECISIONS:
             raise UserError(f"unknown precision '{precision}'; choose one of {', '.join(PRECISIONS)}")
         if is_onnx:
-            file_long_side = self._init_onnxruntime(_read_bytes(path))
+            file_long_side = _metadata_long_side(self._init_onnxruntime(_read_bytes(path)))
             self._check_onnx_precision(precision, path)
         else:
             net = _load_torch_model(path)
             file_long_side = net.config.long_side
-            int8 = self._matching_int8(path, precision)
-            if int8 is not None:
-                self._init_onnxruntime(int8)
-            elif self.backend == "onnxruntime":
-                # exported at load time (under a second) so no .onnx copy can drift from the weights
-                buffer = io.BytesIO()
-                export_onnx(net, buffer)
-                self._init_onnxruntime(buffer.getvalue())
-            else:
-                self._init_torch(net)
+            if not self._run_matching_int8(path, precision):
+                self._init_float(net)
         self.long_side = int(long_side or file_long_side)
         if self.long_side < 16:
             raise UserError(f"inference long side {self.long_side} is too small; use at least 16")
@@ -186,15 +176,15 @@ class Segmenter:
         if self.backend == "torch-cuda" and not torch.cuda.is_available():
             raise UserError("backend torch-cuda needs a CUDA GPU and none is available; use --device cpu")
 
-    def _matching_int8(self, weights: Path, precision: str) -> bytes | None:
-        """The int8 model exported beside ``weights`` from exactly these weights, if wanted and usable.
+    def _run_matching_int8(self, weights: Path, precision: str) -> bool:
+        """Run the int8 model exported beside ``weights`` from exactly these weights, if wanted and usable.
 
         Only for ONNX Runtime on a CPU: int8 is a CPU speed-up, and on a GPU fp16 is faster.
         """
         if precision == "fp32" or self.backend != "onnxruntime" or self.device != "cpu":
             if precision == "int8":
                 raise UserError("int8 runs only on the CPU with ONNX Runtime; use --precision auto or fp32")
-            return None
+            return False
         int8_path = weights.with_name(weights.stem + INT8_SUFFIX)
         if not int8_path.is_file():
             if precision == "int8":
@@ -202,15 +192,24 @@ class Segmenter:
                     f"no int8 model '{int8_path.name}' beside '{weights}'; make one with "
                     "`python -m training.export WEIGHTS --calibrate DATA_ROOT`, or use --precision auto"
                 )
-            return None
-        data = _read_bytes(int8_path)
-        if _onnx_metadata(data).get("weights_sha256") != weights_digest(weights):
-            message = f"'{int8_path}' was made from other weights than '{weights}'; re-export it"
-            if precision == "int8":
-                raise UserError(message + ", or use --precision auto")
-            warnings.warn(message + "; running in fp32 meanwhile", stacklevel=3)
-            return None
-        return data
+            return False
+        metadata = self._init_onnxruntime(_read_bytes(int8_path))
+        if metadata.get("weights_sha256") == weights_digest(weights):
+            return True
+        message = f"'{int8_path}' was made from other weights than '{weights}'; re-export it"
+        if precision == "int8":
+            raise UserError(message + ", or use --precision auto")
+        warnings.warn(message + "; running in fp32 meanwhile", stacklevel=3)
+        return False
+
+    def _init_float(self, net: UNet) -> None:
+        if self.backend == "onnxruntime":
+            # exported at load time (under a second) so no .onnx copy can drift from the weights
+            buffer = io.BytesIO()
+            export_onnx(net, buffer)
+            self._init_onnxruntime(buffer.getvalue())
+        else:
+            self._init_torch(net)
 
     def _check_onnx_precision(self, precision: str, path: Path) -> None:
         if precision != "auto" and precision != self.precision:
@@ -218,8 +217,8 @@ class Segmenter:
                 f"'{path}' is an {self.precision} model, not {precision}; use --precision auto with it"
             )
 
-    def _init_onnxruntime(self, data: bytes) -> int:
-        """Open an ORT session; returns the long side stored in the model's metadata."""
+    def _init_onnxruntime(self, data: bytes) -> dict[str, str]:
+        """Open an ORT session to run; returns the model's custom metadata."""
         try:
             import onnxruntime as ort
         except ImportError as exc:
@@ -241,12 +240,9 @@ class Segmenter:
             ) from exc
         input_name = session.get_inputs()[0].name
         self._run = lambda batch: session.run(None, {input_name: batch})[0]
-        meta = session.get_modelmeta().custom_metadata_map
-        self.precision = meta.get("precision", "fp32")
-        try:
-            return int(meta.get("long_side", FALLBACK_LONG_SIDE))
-        except ValueError:
-            return FALLBACK_LONG_SIDE
+        metadata = dict(session.get_modelmeta().custom_metadata_map)
+        self.precision = metadata.get("precision", "fp32")
+        return metadata
 
     def _init_torch(self, net: UNet) -> None:
         self.precision = "fp16" if self.backend == "torch-cuda" else "fp32"
