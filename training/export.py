@@ -129,14 +129,15 @@ def write_int8(weights: Path, data_root: Path) -> None:
     except DatasetError as exc:
         click.echo(f"Error: {exc}; pass --calibrate the shared data folder", err=True)
         sys.exit(1)
-    # Through the runtime's own fp32 path, so calibration sees exactly what inference sees.
-    fp32 = Segmenter(weights, device="cpu", backend="onnxruntime", precision="fp32")
+    # Only the runtime's preprocessing is used (torch-cpu skips a second ONNX export), so
+    # calibration sees exactly what inference sees.
+    preprocess = Segmenter(weights, device="cpu", backend="torch-cpu").preprocess
     onnx_bytes = io.BytesIO()
     export_onnx(load_weights(weights)[0], onnx_bytes)
     int8 = quantize_int8(
-        onnx_bytes.getvalue(), calibration_batches(train_pairs, fp32.preprocess), weights_digest(weights)
+        onnx_bytes.getvalue(), calibration_batches(train_pairs, preprocess), weights_digest(weights)
     )
-    agreement = mask_agreement(onnx_bytes.getvalue(), int8, calibration_batches(val_pairs, fp32.preprocess))
+    agreement = mask_agreement(onnx_bytes.getvalue(), int8, calibration_batches(val_pairs, preprocess))
     if agreement < MIN_INT8_AGREEMENT:
         click.echo(
             f"Error: int8 masks agree with fp32 at IoU {agreement:.3f} (< {MIN_INT8_AGREEMENT}); "

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from training.data import Pair, read_pair
+from training.metrics import iou
 
 CALIBRATION_FRAMES = 64
 
@@ -93,6 +94,5 @@ def mask_agreement(fp32_bytes: bytes, int8_bytes: bytes, batches: Iterable[np.nd
     scores = []
     for batch in batches:
         fp32_mask, int8_mask = (session.run(None, {"image": batch})[0] > 0 for session in sessions)
-        union = np.logical_or(fp32_mask, int8_mask).sum()
-        scores.append(np.logical_and(fp32_mask, int8_mask).sum() / union if union else 1.0)
+        scores.append(iou(int8_mask, fp32_mask))
     return float(np.mean(scores))
