@@ -16,6 +16,7 @@ from deepbg_live import engine
 from deepbg_live.engine import Segmenter, export_onnx, resolve_device
 from deepbg_live.errors import UserError
 from deepbg_live.model import CONFIGS, build_model, long_side_size, normalise, save_weights
+from training.metrics import iou
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +212,7 @@ def test_int8_and_fp32_find_the_same_person_in_a_photo(astronaut):
     fp32 = Segmenter(device="cpu", precision="fp32")(astronaut)
     person, same = fp32 > 0.5, (int8 > 0.5) == (fp32 > 0.5)
     assert 0.2 < person.mean() < 0.8  # a real person fills the photo, so agreement means something
-    assert (np.logical_and(int8 > 0.5, person).sum() / np.logical_or(int8 > 0.5, person).sum()) > 0.97
+    assert iou(int8, fp32) > 0.97
     assert same.mean() > 0.98 and np.abs(int8 - fp32).mean() < 0.02
 
 
