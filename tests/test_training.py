@@ -2,6 +2,7 @@
 
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from training.data import (
     Pair,
     cache_pairs,
     find_pairs,
+    occlude,
     read_pair,
     repeat_by_source,
     split_pairs,
@@ -190,6 +192,46 @@ def test_a_repeated_pair_is_read_once_and_its_arrays_shared(tmp_path):
     cached = cache_pairs([first, first, second], progress=False)
     assert cached[0] is cached[1] and cached[0] is not cached[2]
     assert np.array_equal(cached[0][1], read_pair(first, CACHE_LONG_SIDE)[1])
+
+
+def person_on_plain_background() -> tuple[np.ndarray, np.ndarray]:
+    image = np.full((120, 90, 3), 40, np.uint8)
+    mask = np.zeros((120, 90), np.uint8)
+    cv2.ellipse(mask, (45, 70), (25, 45), 0, 0, 360, 255, -1)
+    image[mask > 0] = (200, 160, 140)
+    return image, mask
+
+
+def test_an_occluder_is_held_across_the_persons_outline_and_labelled_background():
+    image, mask = person_on_plain_background()
+    texture = np.full((50, 50, 3), (0, 0, 255), np.uint8)
+    for seed in range(20):
+        occluded, new_mask = occlude(image, mask, texture, random.Random(seed))
+        covered = np.abs(occluded.astype(int) - texture[0, 0]).sum(axis=2) < 12  # wholly the blob's colour
+        assert covered.any(), "the blob shows in the image"
+        assert (covered & (mask > 127)).any() and (covered & (mask == 0)).any(), "it straddles the outline"
+        assert (new_mask <= mask).all(), "an occluder never adds person"
+        hidden_person = covered & (mask > 127)
+        assert new_mask[hidden_person].max() < 0.1 * 255, "where the blob hides the person, it is background"
+        assert new_mask.shape == mask.shape and occluded.dtype == np.uint8
+
+
+def test_occlusion_is_reproducible_and_leaves_its_inputs_alone():
+    image, mask = person_on_plain_background()
+    before = image.copy(), mask.copy()
+    texture = np.random.default_rng(0).integers(0, 255, (80, 60, 3), dtype=np.uint8)
+    first = occlude(image, mask, texture, random.Random(7))
+    second = occlude(image, mask, texture, random.Random(7))
+    assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+    assert np.array_equal(image, before[0]) and np.array_equal(mask, before[1])
+
+
+def test_an_image_without_a_person_can_still_be_occluded():
+    image = np.full((40, 30, 3), 90, np.uint8)
+    occluded, mask = occlude(
+        image, np.zeros((40, 30), np.uint8), np.zeros((10, 10, 3), np.uint8), random.Random(1)
+    )
+    assert not mask.any() and occluded.shape == image.shape
 
 
 def test_repeat_names_an_unknown_folder_in_the_error():

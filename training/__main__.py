@@ -76,6 +76,13 @@ DEFAULTS = TrainConfig()
     help="Share of samples pasted onto a background image.",
 )
 @click.option(
+    "--occlude-p",
+    type=float,
+    default=DEFAULTS.occlude_p,
+    help="Share of samples with a blob of background texture held across the person's outline "
+    "(labelled background), against pets and props taken for the person.",
+)
+@click.option(
     "--repeat",
     multiple=True,
     metavar="FOLDER=N",

@@ -160,6 +160,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
         long_side: int,
         seed: int = 0,
         composite_p: float = 0.3,
+        occlude_p: float = 0.0,
     ):
         self.samples = samples
         self.backgrounds = backgrounds
@@ -167,6 +168,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
         self.long_side = long_side
         self.seed = seed
         self.composite_p = composite_p if backgrounds else 0.0
+        self.occlude_p = occlude_p if backgrounds else 0.0
         self.epoch = 0
         self.augment = photometric_augmentation()
 
@@ -178,6 +180,8 @@ class SegmentationDataset(torch.utils.data.Dataset):
         image, mask = self.samples[index]
         if rng.random() < self.composite_p:
             image = composite_on(image, mask, rng.choice(self.backgrounds), rng)
+        if rng.random() < self.occlude_p:
+            image, mask = occlude(image, mask, rng.choice(self.backgrounds), rng)
         image, mask = self.scale_and_crop(image, mask, rng)
         self.augment.set_random_seed(rng.randrange(2**31))
         out = self.augment(image=image, mask=mask)
@@ -217,6 +221,59 @@ def composite_on(
     return ((image.astype(np.uint16) * alpha + bg.astype(np.uint16) * (255 - alpha) + 127) // 255).astype(
         np.uint8
     )
+
+
+def occluder_shape(size: int, rng: random.Random) -> np.ndarray:
+    """A random star-shaped blob filling a ``size`` square: 0-255 alpha with a slightly soft edge."""
+    corners = rng.randint(5, 10)
+    angles = np.sort([rng.uniform(0, 2 * np.pi) for _ in range(corners)])
+    radii = np.array([rng.uniform(0.25, 0.5) for _ in range(corners)]) * size
+    centre = size / 2
+    points = np.stack([centre + radii * np.cos(angles), centre + radii * np.sin(angles)], axis=1)
+    shape = np.zeros((size, size), np.uint8)
+    cv2.fillPoly(shape, [np.round(points).astype(np.int32)], 255, lineType=cv2.LINE_AA)
+    return cv2.GaussianBlur(shape, (3, 3), 0)
+
+
+def occlude(
+    image: np.ndarray, mask: np.ndarray, texture: np.ndarray, rng: random.Random
+) -> tuple[np.ndarray, np.ndarray]:
+    """Hold a non-person object in front of the person: a blob of ``texture`` across their outline.
+
+    The blob is labelled background wherever it covers, so the model learns that things beside
+    or in front of a person (a pet, a plate, a blanket) are not part of them.
+    """
+    height, width = image.shape[:2]
+    size = max(8, round(min(height, width) * rng.uniform(0.2, 0.5)))
+    alpha = occluder_shape(size, rng)
+    patch_top = rng.randint(0, max(0, texture.shape[0] - size))
+    patch_left = rng.randint(0, max(0, texture.shape[1] - size))
+    patch = cv2.resize(texture[patch_top : patch_top + size, patch_left : patch_left + size], (size, size))
+    centre_y, centre_x = _point_on_outline(mask, rng)
+    top, left = centre_y - size // 2, centre_x - size // 2
+    # Clip the blob to the frame: rows/columns of the blob that land inside the image.
+    y0, x0 = max(0, top), max(0, left)
+    y1, x1 = min(height, top + size), min(width, left + size)
+    if y1 <= y0 or x1 <= x0:
+        return image, mask
+    a = alpha[y0 - top : y1 - top, x0 - left : x1 - left].astype(np.uint16)
+    p = patch[y0 - top : y1 - top, x0 - left : x1 - left].astype(np.uint16)
+    image, mask = image.copy(), mask.copy()
+    region = image[y0:y1, x0:x1].astype(np.uint16)
+    image[y0:y1, x0:x1] = ((p * a[..., None] + region * (255 - a[..., None]) + 127) // 255).astype(np.uint8)
+    mask[y0:y1, x0:x1] = ((mask[y0:y1, x0:x1].astype(np.uint16) * (255 - a) + 127) // 255).astype(np.uint8)
+    return image, mask
+
+
+def _point_on_outline(mask: np.ndarray, rng: random.Random) -> tuple[int, int]:
+    """A random pixel on the person's outline, or anywhere when the mask is empty or full."""
+    person = mask > 127
+    outline = person ^ cv2.erode(person.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    ys, xs = np.nonzero(outline)
+    if len(ys) == 0:
+        return rng.randrange(mask.shape[0]), rng.randrange(mask.shape[1])
+    pick = rng.randrange(len(ys))
+    return int(ys[pick]), int(xs[pick])
 
 
 def cache_pairs(pairs: list[Pair], long_side: int = CACHE_LONG_SIDE, progress: bool = True):

@@ -46,6 +46,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     step_lr_every: int = 3  # epochs per StepLR decay, original preset only
     composite_p: float = 0.3
+    occlude_p: float = 0.0  # share of samples with a background blob held across the person
     repeat: dict[str, int] = field(default_factory=dict)  # training folder -> copies per epoch (0 drops it)
     loss: str = DEFAULT_LOSS  # a key of LOSSES
     seed: int = 0
@@ -203,6 +204,7 @@ class Trainer:
             long_side=cfg.model_config.long_side,
             seed=cfg.seed,
             composite_p=cfg.composite_p,
+            occlude_p=cfg.occlude_p,
         )
         self.val_samples = D.cache_pairs(self.val_pairs, progress=show)
         self.logger = RunLogger(self.out, cfg, self.wandb_id, enabled=self.dist.main)
