@@ -80,7 +80,8 @@ DEFAULTS = TrainConfig()
     type=float,
     default=DEFAULTS.occlude_p,
     help="Share of samples with a blob of background texture held across the person's outline "
-    "(labelled background), against pets and props taken for the person.",
+    "(labelled background); meant against held pets and props taken for the person, but off by "
+    "default: it did not fix them on our data (MODEL_CARD.md, run 11).",
 )
 @click.option(
     "--repeat",
