@@ -144,10 +144,7 @@ class Segmenter:
             file_long_side = _metadata_long_side(self._init_onnxruntime(_read_bytes(path)))
             self._check_onnx_precision(precision, path)
         else:
-            net = _load_torch_model(path)
-            file_long_side = net.config.long_side
-            if not self._run_matching_int8(path, precision):
-                self._init_float(net)
+            file_long_side = self._init_weights(path, precision)
         self.long_side = int(long_side or file_long_side)
         if self.long_side < 16:
             raise UserError(f"inference long side {self.long_side} is too small; use at least 16")
@@ -176,15 +173,29 @@ class Segmenter:
         if self.backend == "torch-cuda" and not torch.cuda.is_available():
             raise UserError("backend torch-cuda needs a CUDA GPU and none is available; use --device cpu")
 
-    def _run_matching_int8(self, weights: Path, precision: str) -> bool:
+    def _init_weights(self, weights: Path, precision: str) -> int:
+        """Run a .safetensors/.pt file, through its int8 export when usable; returns its long side.
+
+        The torch network is built only for the float path: the int8 file carries the same
+        config (its hash ties it to these weights), and building the net took half of start-up.
+        """
+        int8_metadata = self._run_matching_int8(weights, precision)
+        if int8_metadata is not None:
+            return _metadata_long_side(int8_metadata)
+        net = _load_torch_model(weights)
+        self._init_float(net)
+        return net.config.long_side
+
+    def _run_matching_int8(self, weights: Path, precision: str) -> dict[str, str] | None:
         """Run the int8 model exported beside ``weights`` from exactly these weights, if wanted and usable.
 
-        Only for ONNX Runtime on a CPU: int8 is a CPU speed-up, and on a GPU fp16 is faster.
+        Returns the int8 model's metadata, or None when it is not used. Only for ONNX Runtime on a
+        CPU: int8 is a CPU speed-up, and on a GPU fp16 is faster.
         """
         if precision == "fp32" or self.backend != "onnxruntime" or self.device != "cpu":
             if precision == "int8":
                 raise UserError("int8 runs only on the CPU with ONNX Runtime; use --precision auto or fp32")
-            return False
+            return None
         int8_path = weights.with_name(weights.stem + INT8_SUFFIX)
         if not int8_path.is_file():
             if precision == "int8":
@@ -192,15 +203,15 @@ class Segmenter:
                     f"no int8 model '{int8_path.name}' beside '{weights}'; make one with "
                     "`python -m training.export WEIGHTS --calibrate DATA_ROOT`, or use --precision auto"
                 )
-            return False
+            return None
         metadata = self._init_onnxruntime(_read_bytes(int8_path))
         if metadata.get("weights_sha256") == weights_digest(weights):
-            return True
+            return metadata
         message = f"'{int8_path}' was made from other weights than '{weights}'; re-export it"
         if precision == "int8":
             raise UserError(message + ", or use --precision auto")
-        warnings.warn(message + "; running in fp32 meanwhile", stacklevel=3)
-        return False
+        warnings.warn(message + "; running in fp32 meanwhile", stacklevel=4)
+        return None
 
     def _init_float(self, net: UNet) -> None:
         if self.backend == "onnxruntime":

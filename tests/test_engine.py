@@ -207,6 +207,15 @@ def test_the_shipped_int8_file_was_quantised_from_the_shipped_weights():
     assert meta["precision"] == "int8"
 
 
+def test_int8_runs_at_the_weights_resolution_without_building_the_torch_network(monkeypatch):
+    def build_torch_network(path):
+        raise AssertionError("the int8 path built the torch network it does not run")
+
+    monkeypatch.setattr(engine, "_load_torch_model", build_torch_network)
+    segmenter = Segmenter(device="cpu")
+    assert (segmenter.precision, segmenter.long_side) == ("int8", CONFIGS["realtime"].long_side)
+
+
 def test_int8_and_fp32_find_the_same_person_in_a_photo(astronaut):
     int8 = Segmenter(device="cpu", precision="int8")(astronaut)
     fp32 = Segmenter(device="cpu", precision="fp32")(astronaut)
