@@ -55,6 +55,12 @@ def common_options(command: Callable) -> Callable:
             type=click.Choice(["auto", "fp32", "int8"]),
             help="Our model's CPU arithmetic, as deepbg-live --precision [default: auto].",
         ),
+        click.option(
+            "--flip-average",
+            is_flag=True,
+            default=None,
+            help="Our model also segments the mirrored frame, as deepbg-live --flip-average.",
+        ),
         click.option("--no-progress", is_flag=True, default=None, help="Hide progress bars."),
     ]
     return functools.reduce(lambda cmd, option: option(cmd), reversed(options), command)
@@ -70,6 +76,7 @@ def make_context(click_ctx: click.Context, **given: object) -> Context:
         data_root=merged.get("data_root") or DEFAULT_DATA_ROOT,
         threads=merged.get("threads"),
         precision=merged.get("precision") or "auto",
+        flip_average=bool(merged.get("flip_average")),
         progress=not merged.get("no_progress"),
     )
 
@@ -99,6 +106,7 @@ def run_parts(ctx: Context, parts: dict[str, Callable[[], dict]]) -> None:
                 "quick": ctx.quick,
                 "threads": ctx.threads,
                 "precision": ctx.precision,
+                "flip_average": ctx.flip_average,
                 "weights": ctx.weights_label,
                 "notes": ctx.notes,
                 "duration_s": time.perf_counter() - started,

@@ -27,6 +27,7 @@ class Context:
     data_root: Path = DEFAULT_DATA_ROOT
     threads: int | None = None
     precision: str = "auto"  # our model's CPU arithmetic, as ``deepbg-live --precision``
+    flip_average: bool = False  # our model also segments the mirrored frame
     progress: bool = True
     notes: list[str] = field(default_factory=list)  # caveats that belong in the report
     weights_label: str = "not used"  # what the report calls our model; set when it is loaded
@@ -91,6 +92,7 @@ class Context:
                 threads=self.threads,
                 backend=backend,
                 precision=self.precision,
+                flip_average=self.flip_average,
             )
         return self._segmenters[key]
 

@@ -223,6 +223,7 @@ def run(ctx: Context, settings: PipelineSettings | None = None) -> dict:
         "isolated": isolated,
         "backend": segmenter.backend,
         "precision": segmenter.precision,
+        "flip_average": segmenter.flip_average,
         "long_side": segmenter.long_side,
         "threads": ctx.threads,
         "rows": rows,

@@ -120,7 +120,8 @@ def pipeline_section(data: dict) -> str:
         for r in file_rows
     ]
     text = (
-        f"Backend {data['backend']} ({data.get('precision', 'fp32')}), model long side {data['long_side']}, "
+        f"Backend {data['backend']} ({data.get('precision', 'fp32')}"
+        f"{', flip-average' if data.get('flip_average') else ''}), model long side {data['long_side']}, "
         f"{data['threads']} threads; "
         f"{data['settings']['background']} background, smoothing and edge refinement on, H.264 file output. "
         "Stage times in ms (p50 / p95); CPU % where 100 = one core. 'decode' is the clip decoded alone; "

@@ -224,6 +224,12 @@ def file_sink(source: Source, output: Path, transparent: bool):
     "here, same masks), else fp32. A GPU always runs fp16.",
 )
 @click.option(
+    "--flip-average",
+    is_flag=True,
+    help="Also segment the mirrored frame and average the two: a little more accurate (about 0.2 IoU "
+    "points here) at twice the model time; for files more than for live video.",
+)
+@click.option(
     "--smoothing", type=click.FloatRange(0, 1), default=0.5, help="Temporal smoothing, 0 (off) to 1."
 )
 @click.option(
@@ -270,6 +276,7 @@ class Options:
     model: str | None = None
     device: str = "auto"
     precision: str = "auto"
+    flip_average: bool = False
     smoothing: float = 0.5
     feather: int = 0
     refine: bool = True
@@ -287,7 +294,9 @@ def run(opts: Options) -> None:
     if (opts.camera is None) == (opts.input_path is None):
         raise UserError("give exactly one of --camera N or --input PATH (or try --demo)")
     background = choose_background(opts.color, opts.image, opts.video, opts.blur)
-    segmenter = Segmenter(opts.model, device=opts.device, precision=opts.precision)
+    segmenter = Segmenter(
+        opts.model, device=opts.device, precision=opts.precision, flip_average=opts.flip_average
+    )
     size = parse_size(opts.size)
     source = open_source(
         opts.camera, opts.input_path, sequence=opts.sequence, realtime=opts.realtime, size=size, fps=opts.fps

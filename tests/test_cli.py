@@ -103,6 +103,20 @@ def test_a_single_image_gets_a_colour_background(tmp_path, model):
     assert tuple(int(v) for v in image[2, 2]) == pytest.approx((0x78, 0x46, 0x0A), abs=2)
 
 
+def test_flip_average_changes_nothing_for_a_model_that_is_already_symmetric(tmp_path, model):
+    photo = tmp_path / "photo.png"
+    cv2.imwrite(str(photo), clip_frame(10, (160, 120), 30))
+    outputs = []
+    for extra in ([], ["--flip-average"]):
+        out = tmp_path / f"out{len(extra)}.png"
+        result = deepbg(
+            "--input", str(photo), "--color", "green", "--output", str(out), "--model", str(model), *extra
+        )
+        assert result.returncode == 0, result.stderr
+        outputs.append(cv2.imread(str(out)).astype(int))
+    assert np.abs(outputs[0] - outputs[1]).max() <= 1  # red-is-person is decided pixel by pixel
+
+
 def test_a_folder_of_photos_becomes_a_folder_of_cutouts_and_masks_named_after_them(tmp_path, model):
     photos = tmp_path / "photos"
     photos.mkdir()

@@ -207,6 +207,16 @@ def test_the_shipped_int8_file_was_quantised_from_the_shipped_weights():
     assert meta["precision"] == "int8"
 
 
+def test_flip_average_is_the_mean_of_the_frames_and_its_mirror_images_predictions(
+    ort_segmenter, weights, frame
+):
+    averaged = Segmenter(weights, device="cpu", flip_average=True)(frame)
+    plain = ort_segmenter(frame)
+    mirrored_back = ort_segmenter(np.ascontiguousarray(frame[:, ::-1]))[:, ::-1]
+    assert np.abs(averaged - 0.5 * (plain + mirrored_back)).max() < 0.01
+    assert np.abs(averaged - plain).mean() > 0.01, "an asymmetric network's mirror image changes the result"
+
+
 def test_int8_runs_at_the_weights_resolution_without_building_the_torch_network(monkeypatch):
     def build_torch_network(path):
         raise AssertionError("the int8 path built the torch network it does not run")

@@ -64,6 +64,9 @@ def runtime_predictor(
     help="CPU arithmetic, as deepbg-live --precision (auto: int8 where the model ships it).",
 )
 @click.option(
+    "--flip-average", is_flag=True, help="Average with the mirrored frame, as deepbg-live --flip-average."
+)
+@click.option(
     "--refine/--no-refine", default=False, help="Score the guided-filter alpha instead of the bilinear one."
 )
 @click.option(
@@ -72,7 +75,9 @@ def runtime_predictor(
     default=None,
     help="Also write the results here.",
 )
-def main(images, masks, data_root, model, device, long_side, precision, refine, json_out) -> None:
+def main(
+    images, masks, data_root, model, device, long_side, precision, flip_average, refine, json_out
+) -> None:
     """Report IoU, Dice, boundary F and MAD per folder of image/mask pairs."""
     try:
         if len(images) != len(masks):
@@ -86,7 +91,9 @@ def main(images, masks, data_root, model, device, long_side, precision, refine, 
             pairs += split_pairs(shared_data_folders(data_root))[1]
         if not pairs:
             raise click.UsageError("nothing to evaluate: give --images/--masks or --data-root")
-        segmenter = Segmenter(model, device=device, long_side=long_side, precision=precision)
+        segmenter = Segmenter(
+            model, device=device, long_side=long_side, precision=precision, flip_average=flip_average
+        )
         predict = runtime_predictor(segmenter, EdgeRefiner() if refine else None)
         results = evaluate(predict, pairs, name="evaluating")["per_dataset"]
     except (DatasetError, UserError) as error:
@@ -94,7 +101,7 @@ def main(images, masks, data_root, model, device, long_side, precision, refine, 
         sys.exit(2)
     click.echo(
         f"model: {model or 'shipped'}  backend: {segmenter.backend} ({segmenter.precision})  "
-        f"long side: {segmenter.long_side}"
+        f"long side: {segmenter.long_side}{'  flip-average' if flip_average else ''}"
     )
     click.echo(f"{'folder':<22}{'pairs':>6}{'IoU':>8}{'mIoU':>8}{'Dice':>8}{'BF':>8}{'MAD':>8}")
     for name, r in results.items():
