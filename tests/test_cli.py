@@ -21,6 +21,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from deepbg_live.cli import Options, run
+from deepbg_live.engine import Segmenter
 from tests.media import SQUARE_BGR, clip_frame, make_clip, probe
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,14 +109,34 @@ def test_flip_average_changes_nothing_for_a_model_that_is_already_symmetric(tmp_
     photo = tmp_path / "photo.png"
     cv2.imwrite(str(photo), clip_frame(10, (160, 120), 30))
     outputs = []
-    for extra in ([], ["--flip-average"]):
-        out = tmp_path / f"out{len(extra)}.png"
+    for flag in ("--flip-average", "--no-flip-average"):
+        out = tmp_path / f"out{flag}.png"
         result = deepbg(
-            "--input", str(photo), "--color", "green", "--output", str(out), "--model", str(model), *extra
+            "--input", str(photo), "--color", "green", "--output", str(out), "--model", str(model), flag
         )
         assert result.returncode == 0, result.stderr
         outputs.append(cv2.imread(str(out)).astype(int))
     assert np.abs(outputs[0] - outputs[1]).max() <= 1  # red-is-person is decided pixel by pixel
+
+
+def test_photos_get_the_flip_average_by_default_and_video_does_not(tmp_path, model, clip, monkeypatch):
+    seen: list[bool] = []
+    infer = Segmenter.infer
+
+    def recording_infer(self, batch):
+        seen.append(self.flip_average)
+        return infer(self, batch)
+
+    def flip_average_used(source: Path, output: str) -> set[bool]:
+        seen.clear()
+        run(Options(input_path=str(source), output=str(tmp_path / output), model=str(model), progress=False))
+        return set(seen)
+
+    monkeypatch.setattr(Segmenter, "infer", recording_infer)
+    photo = tmp_path / "photo.png"
+    cv2.imwrite(str(photo), clip_frame(10, (160, 120), 30))
+    assert flip_average_used(photo, "out.png") == {True}
+    assert flip_average_used(clip, "out.mp4") == {False}
 
 
 def test_a_folder_of_photos_becomes_a_folder_of_cutouts_and_masks_named_after_them(tmp_path, model):
