@@ -64,7 +64,7 @@ def runtime_predictor(
     help="CPU arithmetic, as deepbg-live --precision (auto: int8 where the model ships it).",
 )
 @click.option(
-    "--flip-average", is_flag=True, help="Average with the mirrored frame, as deepbg-live --flip-average."
+    "--flip-average", is_flag=True, help="Average with the mirrored frame, as deepbg-live does for photos."
 )
 @click.option(
     "--refine/--no-refine", default=False, help="Score the guided-filter alpha instead of the bilinear one."
