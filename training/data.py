@@ -217,8 +217,13 @@ def composite_on(
     top = rng.randint(0, bg.shape[0] - height)
     left = rng.randint(0, bg.shape[1] - width)
     bg = bg[top : top + height, left : left + width]
-    alpha = cv2.GaussianBlur(mask, (3, 3), 0).astype(np.uint16)[..., None]
-    return ((image.astype(np.uint16) * alpha + bg.astype(np.uint16) * (255 - alpha) + 127) // 255).astype(
+    return _blend(image, bg, cv2.GaussianBlur(mask, (3, 3), 0)[..., None])
+
+
+def _blend(front: np.ndarray, back: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """``front`` over ``back`` with a 0-255 ``alpha``, rounded, in uint8."""
+    alpha = alpha.astype(np.uint16)
+    return ((front.astype(np.uint16) * alpha + back.astype(np.uint16) * (255 - alpha) + 127) // 255).astype(
         np.uint8
     )
 
@@ -257,13 +262,12 @@ def occlude(
     y1, x1 = min(height, top + size), min(width, left + size)
     if y1 <= y0 or x1 <= x0:
         return image, mask
-    cover = alpha[y0 - top : y1 - top, x0 - left : x1 - left].astype(np.uint16)[..., None]
-    blob = patch[y0 - top : y1 - top, x0 - left : x1 - left].astype(np.uint16)
+    cover = alpha[y0 - top : y1 - top, x0 - left : x1 - left]
+    blob = patch[y0 - top : y1 - top, x0 - left : x1 - left]
     image, mask = image.copy(), mask.copy()
-    behind = image[y0:y1, x0:x1].astype(np.uint16)
-    image[y0:y1, x0:x1] = ((blob * cover + behind * (255 - cover) + 127) // 255).astype(np.uint8)
-    person = mask[y0:y1, x0:x1].astype(np.uint16)
-    mask[y0:y1, x0:x1] = ((person * (255 - cover[..., 0]) + 127) // 255).astype(np.uint8)
+    image[y0:y1, x0:x1] = _blend(blob, image[y0:y1, x0:x1], cover[..., None])
+    person = mask[y0:y1, x0:x1]
+    mask[y0:y1, x0:x1] = _blend(np.zeros_like(person), person, cover)
     return image, mask
 
 
