@@ -302,11 +302,13 @@ class Segmenter:
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Probability that each pixel is a person, ``(h, w)`` float32 in 0..1."""
-        prob = _sigmoid(np.asarray(self._run(batch))[0, 0])
+        prob = self._probability(batch)
         if self.flip_average:
-            mirrored = _sigmoid(np.asarray(self._run(np.ascontiguousarray(batch[..., ::-1])))[0, 0])
-            prob = 0.5 * (prob + mirrored[:, ::-1])
+            prob = 0.5 * (prob + self._probability(batch[..., ::-1])[:, ::-1])
         return prob
+
+    def _probability(self, batch: np.ndarray) -> np.ndarray:
+        return _sigmoid(np.asarray(self._run(np.ascontiguousarray(batch)))[0, 0])
 
     def __call__(self, frame_bgr: np.ndarray) -> np.ndarray:
         return self.infer(self.preprocess(frame_bgr))
