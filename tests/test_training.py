@@ -427,3 +427,38 @@ def test_evaluate_reports_every_metric_for_each_folder(tmp_path):
     scores = json.loads((tmp_path / "r.json").read_text())["toy"]
     assert scores["pairs"] == 4
     assert set(scores) >= {"iou", "miou", "dice", "boundary_f", "mad"}
+
+
+def recording(cls, made: list):
+    """``cls``'s constructor, also appending each object it makes to ``made``."""
+
+    def make(*args, **kwargs):
+        made.append(cls(*args, **kwargs))
+        return made[-1]
+
+    return make
+
+
+@pytest.mark.parametrize(
+    ("flags", "flip_average", "refined"),
+    [([], True, True), (["--no-flip-average"], False, True), (["--no-refine"], True, False)],
+)
+def test_evaluate_scores_what_deepbg_live_gives_a_photo_unless_told_otherwise(
+    tmp_path, monkeypatch, flags, flip_average, refined
+):
+    from click.testing import CliRunner
+
+    import training.evaluate as evaluate_cli
+    from deepbg_live.model import build_model, save_weights
+
+    images, masks = make_pairs(tmp_path / "toy", count=2)
+    model = tmp_path / "m.safetensors"
+    save_weights(build_model("depthwise8"), model)
+    segmenters, refiners = [], []
+    monkeypatch.setattr(evaluate_cli, "Segmenter", recording(evaluate_cli.Segmenter, segmenters))
+    monkeypatch.setattr(evaluate_cli, "EdgeRefiner", recording(evaluate_cli.EdgeRefiner, refiners))
+    args = ["--images", str(images), "--masks", str(masks), "--model", str(model), *flags]
+    result = CliRunner().invoke(evaluate_cli.main, args)
+    assert result.exit_code == 0, result.output
+    assert [s.flip_average for s in segmenters] == [flip_average]
+    assert len(refiners) == int(refined)

@@ -1,7 +1,8 @@
 """``python -m training.evaluate``: accuracy of a model on image/mask folders, per folder.
 
-Inference goes through the runtime's own ``Segmenter`` (and optionally its ``EdgeRefiner``), so
-the numbers describe what users get, not a training-time shortcut. Scoring is the benchmarks'
+Inference goes through the runtime's own ``Segmenter`` and ``EdgeRefiner``, so the numbers
+describe what users get, not a training-time shortcut. By default that is what ``deepbg-live``
+does with a photo; ``--no-flip-average`` scores the video and camera path. Scoring is the benchmarks'
 accuracy harness, so this command and ``python -m benchmarks accuracy`` cannot disagree.
 """
 
@@ -64,10 +65,14 @@ def runtime_predictor(
     help="CPU arithmetic, as deepbg-live --precision (auto: int8 where the model ships it).",
 )
 @click.option(
-    "--flip-average", is_flag=True, help="Average with the mirrored frame, as deepbg-live does for photos."
+    "--flip-average/--no-flip-average",
+    default=True,
+    help="Average with the mirrored frame, as deepbg-live does for photos (--no-flip-average: as for video).",
 )
 @click.option(
-    "--refine/--no-refine", default=False, help="Score the guided-filter alpha instead of the bilinear one."
+    "--refine/--no-refine",
+    default=True,
+    help="Score the guided-filter alpha, as deepbg-live does (--no-refine: the bilinear one).",
 )
 @click.option(
     "--json-out",
@@ -101,7 +106,8 @@ def main(
         sys.exit(2)
     click.echo(
         f"model: {model or 'shipped'}  backend: {segmenter.backend} ({segmenter.precision})  "
-        f"long side: {segmenter.long_side}{'  flip-average' if flip_average else ''}"
+        f"long side: {segmenter.long_side}  flip-average: {'on' if flip_average else 'off'}  "
+        f"refine: {'on' if refine else 'off'}"
     )
     click.echo(f"{'folder':<22}{'pairs':>6}{'IoU':>8}{'mIoU':>8}{'Dice':>8}{'BF':>8}{'MAD':>8}")
     for name, r in results.items():
