@@ -2,8 +2,9 @@
 
 Inference goes through the runtime's own ``Segmenter`` and ``EdgeRefiner``, so the numbers
 describe what users get, not a training-time shortcut. By default that is what ``deepbg-live``
-does with a photo; ``--no-flip-average`` scores the video and camera path. Scoring is the benchmarks'
-accuracy harness, so this command and ``python -m benchmarks accuracy`` cannot disagree.
+does with a photo; ``--no-flip-average`` scores the video and camera path. Scoring is the
+benchmarks' accuracy harness, so this command and ``python -m benchmarks accuracy`` cannot
+disagree.
 """
 
 from __future__ import annotations
