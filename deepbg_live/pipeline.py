@@ -178,7 +178,9 @@ class Pipeline:
         self.stats.latencies.append((time.perf_counter() - result.frame.captured_at) * 1000)
         self.stats.frames += 1
 
-    def results(self, source: Source, stop: threading.Event) -> tuple[ThreadedReader, Iterator[Result]]:
+    def results(
+        self, source: Source, stop: threading.Event
+    ) -> tuple[ThreadedReader, list[Worker], Iterator[Result]]:
         """Start the capture, segmentation and compositing threads; iterate their results."""
         depth = 1 if source.live else 4
         reader = ThreadedReader(source, maxsize=depth)
@@ -187,7 +189,7 @@ class Pipeline:
         composed = Worker(self.compose, segmented, depth, stop, "compose")
         segmented.start()
         composed.start()
-        return reader, iter(composed)
+        return reader, [segmented, composed], iter(composed)
 
     def _timed_capture(self, reader: ThreadedReader) -> Iterator[Frame]:
         for frame in reader:
@@ -203,7 +205,7 @@ class Pipeline:
         """
         self.stats = Stats()
         stop = threading.Event()
-        reader, results = self.results(source, stop)
+        reader, workers, results = self.results(source, stop)
         bar = _progress_bar(source, progress)
         try:
             for result in results:
@@ -214,6 +216,10 @@ class Pipeline:
         finally:
             stop.set()
             reader.stop()
+            # A worker still inside ONNX Runtime when the interpreter exits makes its C++ runtime
+            # abort ("terminate called without an active exception") after Ctrl-C.
+            for worker in workers:
+                worker.join(timeout=5)
             self.stats.dropped = reader.dropped
             self.stats.finished = time.perf_counter()
             bar.close()

@@ -206,6 +206,8 @@ def test_interrupting_a_long_job_leaves_a_playable_file_with_what_was_done(tmp_p
         [sys.executable, "-m", "deepbg_live.cli", "--input", str(long_clip), "-o", str(out), "--model", str(model),
          "--realtime", "--no-progress"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # as a foreground job: one started with '&' from a script inherits an ignored SIGINT
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     deadline = time.time() + 60
     while time.time() < deadline and not out.exists():
@@ -213,6 +215,7 @@ def test_interrupting_a_long_job_leaves_a_playable_file_with_what_was_done(tmp_p
     time.sleep(2.0)  # --realtime plays at 30 fps, so about 60 frames are done by now
     process.send_signal(sig)
     _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr  # interrupted, not aborted and not run to the end
     assert "Traceback" not in stderr
     info = probe(out)
     assert 0 < info.frames < 600

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import resource
+import threading
 import time
 
 import numpy as np
@@ -107,6 +108,19 @@ def test_stopping_from_the_output_side_ends_the_run_promptly(tmp_path, segmenter
         )
     assert sink.indices == list(range(10))
     assert time.perf_counter() - started < 10
+
+
+def test_a_finished_run_leaves_no_stage_thread_running(tmp_path, segmenter, monkeypatch):
+    # A thread still inside ONNX Runtime when the interpreter exits aborts the process after Ctrl-C.
+    clip = make_clip(tmp_path / "c.mp4", frames=60, size=(160, 120), audio=False)
+    infer = segmenter.infer
+    monkeypatch.setattr(segmenter, "infer", lambda batch: (time.sleep(0.3), infer(batch))[1])
+    with open_source(input=clip) as source:
+        Pipeline(segmenter, ColorBackground(), [Recorder()]).run(
+            source, controller=lambda result: result.frame.index < 1
+        )
+    running = {t.name for t in threading.enumerate()}
+    assert not running & {"segment", "compose", "deepbg-capture"}
 
 
 def test_the_summary_of_an_empty_run_is_zeroes():
