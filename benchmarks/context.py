@@ -8,9 +8,6 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-import cv2
-import numpy as np
-
 from deepbg_live.errors import UserError
 
 DEFAULT_DATA_ROOT = Path("../shared/data")  # the shared layout, relative to a checkout
@@ -95,11 +92,3 @@ class Context:
                 flip_average=self.flip_average,
             )
         return self._segmenters[key]
-
-
-def prob_at(prob: np.ndarray, frame: np.ndarray) -> np.ndarray:
-    """A model-resolution probability map resized to the frame (linear, as the runtime does)."""
-    height, width = frame.shape[:2]
-    if prob.shape[:2] == (height, width):
-        return prob.astype(np.float32, copy=False)
-    return cv2.resize(prob.astype(np.float32, copy=False), (width, height), interpolation=cv2.INTER_LINEAR)

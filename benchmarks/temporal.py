@@ -6,7 +6,7 @@ exposure drift; the mask is warped with exactly the same transform as the image,
 is known to the pixel. A perfect model has zero flicker on the still clips.
 
 Flicker (mean |delta alpha| where the truth did not change) and dtSSD come from
-``training.metrics``; IoU, MAD and the best-matching truth delay ("lag") show what smoothing
+``evaluation.metrics``; IoU, MAD and the best-matching truth delay ("lag") show what smoothing
 costs on moving people.
 """
 
@@ -21,9 +21,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from benchmarks.context import Context, prob_at
-from training.data import Pair, find_pairs, shared_data_folders, split_pairs
-from training.metrics import dtssd, flicker, iou, mad
+from benchmarks.context import Context
+from evaluation.accuracy import prob_at
+from evaluation.layout import Pair, find_pairs, shared_data_folders, split_pairs
+from evaluation.metrics import dtssd, flicker, iou, mad
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 

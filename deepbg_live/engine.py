@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from deepbg_live.errors import UserError
-from deepbg_live.model import DEFAULT_CONFIG, NORM_MEAN, NORM_STD, UNet, load_weights, long_side_size
+from deepbg_live.geometry import long_side_size
+from deepbg_live.model import DEFAULT_CONFIG, NORM_MEAN, NORM_STD, UNet, load_weights
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / f"{DEFAULT_CONFIG}.safetensors"

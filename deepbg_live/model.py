@@ -1,8 +1,13 @@
-"""The U-Net: one definition, used by the runtime, training, export and benchmarks.
+"""The segmentation networks: one definition, used by the runtime, training, export and benchmarks.
 
-The network is assembled from four small blocks (``DoubleConv``, ``DepthwiseDoubleConv``,
-``Down``, ``Up``) so that a config only chooses widths and block types. It takes a normalised RGB
-batch ``(N, 3, H, W)`` of any size and returns person logits ``(N, 1, H, W)``.
+Two families share one contract: a normalised RGB batch ``(N, 3, H, W)`` of any size in, person
+logits ``(N, 1, H, W)`` out.
+
+- ``UNet``, the classic encoder-decoder, assembled from ``DoubleConv``, ``DepthwiseDoubleConv``,
+  ``Down`` and ``Up`` so that a config only chooses widths and block types.
+- ``MobileUNet``, the CPU-efficient family: a stride-2 stem, inverted-residual stages down to 1/32,
+  a global gate, and a light decoder that stops at 1/4 and leaves full-resolution edges to the
+  guided-filter refiner.
 """
 
 from __future__ import annotations
@@ -32,10 +37,25 @@ class ModelConfig:
     long_side: int = 192  # inference resolution: the frame's long side is resized to this
     context: bool = False  # add a whole-image context block at the bottleneck
     bottleneck_blocks: int = 0  # extra residual blocks at the coarsest level, for semantic depth
+    # The MobileUNet family is chosen by giving its stage widths; the fields above it ignores,
+    # except ``long_side``. ``widths[0]`` is the stem's, the rest one per stride-2 stage.
+    widths: tuple[int, ...] = ()
+    stage_depths: tuple[int, ...] = ()
+    expansion: int = 4
+    decoder_stride: int = 4  # the resolution the decoder stops at: 1/2 or 1/4 of the input
+
+    def __post_init__(self):
+        # JSON stores tuples as lists; keep the config hashable and comparable either way.
+        object.__setattr__(self, "widths", tuple(self.widths))
+        object.__setattr__(self, "stage_depths", tuple(self.stage_depths))
+
+    @property
+    def is_mobile(self) -> bool:
+        return bool(self.widths)
 
     @property
     def stride(self) -> int:
-        return 2**self.depth
+        return 2 ** len(self.widths) if self.is_mobile else 2**self.depth
 
 
 CONFIGS: dict[str, ModelConfig] = {
@@ -48,6 +68,13 @@ CONFIGS: dict[str, ModelConfig] = {
     "fast": ModelConfig("fast", base=8, depth=4, block="classic", long_side=192),
     "depthwise16": ModelConfig("depthwise16", base=16, depth=4, block="depthwise", long_side=192),
     "depthwise8": ModelConfig("depthwise8", base=8, depth=4, block="depthwise", long_side=192),
+    # The CPU-efficient family (model v2 candidates); MODEL_CARD.md has their measured costs.
+    "mobile": ModelConfig(
+        "mobile", long_side=256, widths=(16, 24, 32, 64, 96), stage_depths=(1, 2, 3, 3), expansion=4
+    ),
+    "mobile-wide": ModelConfig(
+        "mobile-wide", long_side=256, widths=(16, 24, 40, 80, 128), stage_depths=(1, 2, 3, 3), expansion=6
+    ),
 }
 DEFAULT_CONFIG = "realtime"
 
@@ -144,6 +171,118 @@ class ResidualBlock(nn.Module):
         return x + self.body(x)
 
 
+class InvertedResidual(nn.Module):
+    """MobileNetV2's block: 1x1 expand, 3x3 depthwise (maybe strided), 1x1 project, plus a skip.
+
+    Depthwise convs make it cheap to run; the expansion gives the depthwise conv enough channels
+    to learn from. The skip exists only where input and output shapes match.
+    """
+
+    def __init__(self, cin: int, cout: int, stride: int = 1, expansion: int = 4):
+        super().__init__()
+        hidden = cin * expansion
+        self.residual = stride == 1 and cin == cout
+        self.body = nn.Sequential(
+            *conv_bn_relu(cin, hidden, kernel=1),
+            nn.Conv2d(hidden, hidden, 3, stride=stride, padding=1, groups=hidden, bias=False),
+            nn.BatchNorm2d(hidden),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, cout, 1, bias=False),
+            nn.BatchNorm2d(cout),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x) if self.residual else self.body(x)
+
+
+def inverted_residual_stage(cin: int, cout: int, depth: int, expansion: int) -> nn.Sequential:
+    """``depth`` inverted-residual blocks, the first halving the resolution."""
+    blocks = [InvertedResidual(cin, cout, stride=2, expansion=expansion)]
+    blocks += [InvertedResidual(cout, cout, expansion=expansion) for _ in range(depth - 1)]
+    return nn.Sequential(*blocks)
+
+
+class GlobalGate(nn.Module):
+    """Squeeze-and-excitation: reweight channels by a summary of the whole image.
+
+    At 1/32 scale this is the network's only view of the entire frame, what deciding whether a
+    region is the person (not a chair or a dog beside them) needs.
+    """
+
+    def __init__(self, channels: int, reduction: int = 4):
+        super().__init__()
+        self.gate = nn.Sequential(
+            nn.Conv2d(channels, channels // reduction, 1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(channels // reduction, channels, 1),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(x.mean(dim=(2, 3), keepdim=True))
+
+
+class LightUp(nn.Module):
+    """Upsample to the skip's size and add it (both projected to ``cout``), then a separable conv.
+
+    Adding instead of concatenating, and projecting the coarse input before upsampling, keeps
+    the decoder a small share of the network's cost.
+    """
+
+    def __init__(self, cin: int, cskip: int, cout: int):
+        super().__init__()
+        self.reduce = nn.Sequential(*conv_bn_relu(cin, cout, kernel=1))
+        self.skip = nn.Sequential(*conv_bn_relu(cskip, cout, kernel=1))
+        self.fuse = nn.Sequential(*conv_bn_relu(cout, cout, groups=cout), *conv_bn_relu(cout, cout, kernel=1))
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(self.reduce(x), size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        return self.fuse(x + self.skip(skip))
+
+
+class MobileUNet(nn.Module):
+    """Inverted-residual encoder to 1/32 and a light decoder to ``decoder_stride``.
+
+    The logits are upsampled bilinearly to the input size, so the runtime and training see the
+    same contract as ``UNet``; full-resolution detail is the edge refiner's job.
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        if len(config.stage_depths) != len(config.widths) - 1:
+            raise ValueError("a MobileUNet config needs one stage depth per width after the stem's")
+        self.config = config
+        widths = config.widths
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, widths[0], 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(widths[0]),
+            nn.ReLU(inplace=True),
+        )
+        self.stages = nn.ModuleList(
+            inverted_residual_stage(widths[i], widths[i + 1], depth, config.expansion)
+            for i, depth in enumerate(config.stage_depths)
+        )
+        self.gate = GlobalGate(widths[-1])
+        # Feature map k is at 1/2**(k+1) of the input; the decoder climbs back to map ``stop``.
+        stop = int(np.log2(config.decoder_stride)) - 1
+        self.ups = nn.ModuleList(
+            LightUp(widths[k + 1], widths[k], widths[k]) for k in reversed(range(stop, len(widths) - 1))
+        )
+        self.head = nn.Conv2d(widths[stop], 1, kernel_size=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        x = pad_to_multiple(x, self.config.stride)
+        skips = [self.stem(x)]
+        for stage in self.stages:
+            skips.append(stage(skips[-1]))
+        y = self.gate(skips.pop())
+        for up in self.ups:
+            y = up(y, skips.pop())
+        logits = F.interpolate(self.head(y), size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return logits[..., :height, :width]
+
+
 class UNet(nn.Module):
     """Encoder-decoder with skip connections, returning one logit channel per pixel.
 
@@ -185,23 +324,13 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
 
 
-def long_side_size(width: int, height: int, long_side: int) -> tuple[int, int]:
-    """``(w, h)`` scaled so the longer side is ``long_side``, keeping the aspect ratio.
-
-    The one definition of "resize to a long side": training, inference and refinement all use it,
-    so the scale the model was trained at is exactly the scale it runs at.
-    """
-    scale = long_side / max(width, height)
-    return max(1, round(width * scale)), max(1, round(height * scale))
-
-
-def build_model(config: str | ModelConfig = DEFAULT_CONFIG) -> UNet:
-    """Create an untrained U-Net from a config name or a ``ModelConfig``."""
+def build_model(config: str | ModelConfig = DEFAULT_CONFIG) -> UNet | MobileUNet:
+    """Create an untrained network from a config name or a ``ModelConfig``."""
     if isinstance(config, str):
         if config not in CONFIGS:
             raise ValueError(f"unknown model config {config!r}; choose one of {sorted(CONFIGS)}")
         config = CONFIGS[config]
-    return UNet(config)
+    return MobileUNet(config) if config.is_mobile else UNet(config)
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -249,7 +378,7 @@ def load_weights(path: str | Path) -> tuple[UNet, dict[str, str]]:
             raise ValueError(f"{path} has no model config in its metadata; is it a deepbg-live model?")
         config = ModelConfig(**json.loads(metadata["config"]))
         state = load_file(str(path))
-    model = UNet(config)
+    model = build_model(config)
     model.load_state_dict({k: v.float() for k, v in state.items()})
     return model.eval(), metadata
 

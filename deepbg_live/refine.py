@@ -13,7 +13,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from deepbg_live.model import long_side_size
+from deepbg_live.geometry import long_side_size
 
 
 def box_mean(image: np.ndarray, radius: int) -> np.ndarray:

@@ -15,8 +15,9 @@ import torch
 from deepbg_live import engine
 from deepbg_live.engine import Segmenter, export_onnx, resolve_device
 from deepbg_live.errors import UserError
-from deepbg_live.model import CONFIGS, build_model, long_side_size, normalise, save_weights
-from training.metrics import iou
+from deepbg_live.geometry import long_side_size
+from deepbg_live.model import CONFIGS, build_model, normalise, save_weights
+from evaluation.metrics import iou
 
 
 @pytest.fixture(scope="module")

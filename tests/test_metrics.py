@@ -1,11 +1,11 @@
-"""The metric functions of ``training.metrics`` against cases worked out by hand."""
+"""The metric functions of ``evaluation.metrics`` against cases worked out by hand."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from training.metrics import (
+from evaluation.metrics import (
     all_metrics,
     boundary,
     boundary_f,

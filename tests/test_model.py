@@ -18,6 +18,33 @@ def test_output_has_the_input_size_even_when_not_a_multiple_of_the_stride(size):
     assert out.shape == (2, 1, *size)
 
 
+@pytest.mark.parametrize("name", ["mobile", "mobile-wide"])
+@pytest.mark.parametrize("size", [(1, 1), (9, 1000), (17, 31), (144, 192), (97, 256)])
+def test_the_mobile_family_gives_the_input_size_for_odd_sizes(name, size):
+    model = build_model(name).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, *size))
+    assert out.shape == (2, 1, *size)
+
+
+def test_the_mobile_decoder_may_stop_at_half_or_quarter_resolution():
+    for stride in (2, 4):
+        model = build_model(replace(CONFIGS["mobile"], decoder_stride=stride)).eval()
+        with torch.no_grad():
+            assert model(torch.randn(1, 3, 50, 70)).shape == (1, 1, 50, 70)
+        assert len(model.ups) == len(CONFIGS["mobile"].widths) - (stride.bit_length() - 1)
+
+
+def test_the_mobile_family_costs_a_tenth_of_the_realtime_unet_in_parameters():
+    assert count_parameters(build_model("mobile")) < 0.15 * count_parameters(build_model("realtime"))
+
+
+def test_a_mobile_config_survives_the_json_round_trip_of_a_weights_file(tmp_path):
+    save_weights(build_model("mobile"), tmp_path / "m.safetensors")
+    model, _ = load_weights(tmp_path / "m.safetensors")
+    assert model.config == CONFIGS["mobile"] and type(model).__name__ == "MobileUNet"
+
+
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_every_config_builds_and_runs(name):
     model = build_model(name).eval()

@@ -13,17 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from training.data import (
-    CACHE_LONG_SIDE,
-    DatasetError,
-    Pair,
-    cache_pairs,
-    find_pairs,
-    occlude,
-    read_pair,
-    repeat_by_source,
-    split_pairs,
-)
+from evaluation.layout import CACHE_LONG_SIDE, DatasetError, Pair, find_pairs, read_pair, split_pairs
+from training.data import cache_pairs, occlude, paste_distractor, repeat_by_source
 from training.train import LOSSES, TrainConfig, Trainer, lovasz_loss
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -222,6 +213,45 @@ def test_occlusion_is_reproducible_and_leaves_its_inputs_alone():
     texture = np.random.default_rng(0).integers(0, 255, (80, 60, 3), dtype=np.uint8)
     first = occlude(image, mask, texture, random.Random(7))
     second = occlude(image, mask, texture, random.Random(7))
+    assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+    assert np.array_equal(image, before[0]) and np.array_equal(mask, before[1])
+
+
+def dog_cutout() -> tuple[np.ndarray, np.ndarray]:
+    """A blue blob on a box: the object's colours and its 0-255 object mask."""
+    alpha = np.zeros((40, 60), np.uint8)
+    cv2.ellipse(alpha, (30, 20), (26, 16), 0, 0, 360, 255, -1)
+    return np.full((40, 60, 3), (0, 0, 255), np.uint8), alpha
+
+
+def test_a_pasted_distractor_never_adds_person_pixels():
+    image, mask = person_on_plain_background()
+    for seed in range(40):
+        pasted, new_mask = paste_distractor(image, mask, dog_cutout(), random.Random(seed))
+        assert (new_mask <= mask).all(), "the object is background, wherever it lands"
+        assert pasted.shape == image.shape and new_mask.shape == mask.shape
+
+
+def test_a_distractor_shows_beside_the_person_and_in_front_hides_them():
+    image, mask = person_on_plain_background()
+    shown = hid_person = 0
+    for seed in range(40):
+        pasted, new_mask = paste_distractor(image, mask, dog_cutout(), random.Random(seed))
+        blue = np.abs(pasted.astype(int) - (0, 0, 255)).sum(axis=2) < 12
+        shown += bool(blue.any())
+        hid_person += bool((new_mask < mask).any())
+        assert new_mask[blue & (mask > 127)].max(initial=0) < 0.1 * 255, (
+            "what the object covers is not person"
+        )
+    assert shown > 30, "most pastes land inside the frame"
+    assert 5 < hid_person < 35, "it goes in front of the person in some samples and behind in others"
+
+
+def test_distractor_pasting_is_reproducible_and_leaves_its_inputs_alone():
+    image, mask = person_on_plain_background()
+    before = image.copy(), mask.copy()
+    first = paste_distractor(image, mask, dog_cutout(), random.Random(3))
+    second = paste_distractor(image, mask, dog_cutout(), random.Random(3))
     assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
     assert np.array_equal(image, before[0]) and np.array_equal(mask, before[1])
 

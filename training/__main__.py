@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-import signal
 import sys
 from pathlib import Path
 
 import click
 
 from deepbg_live.model import CONFIGS
-from training.data import DatasetError
+from deepbg_live.shutdown import INTERRUPTED, GracefulShutdown
+from evaluation.layout import DatasetError
 from training.train import LOSSES, PRESETS, TrainConfig, Trainer, read_config
 
 DEFAULTS = TrainConfig()
@@ -82,6 +82,18 @@ DEFAULTS = TrainConfig()
     help="Share of samples with a blob of background texture held across the person's outline "
     "(labelled background); meant against held pets and props taken for the person, but off by "
     "default: it did not fix them on our data (MODEL_CARD.md, run 11).",
+)
+@click.option(
+    "--distractors",
+    default=None,
+    help="Folder of object cut-outs (object-images/, object-masks/) pasted beside people as "
+    "background [default: DATA_ROOT/objects-davis].",
+)
+@click.option(
+    "--distractor-p",
+    type=float,
+    default=DEFAULTS.distractor_p,
+    help="Share of samples with an animal or vehicle pasted beside, behind or in front of the person.",
 )
 @click.option(
     "--repeat",
@@ -160,11 +172,11 @@ def main(preset, resume, wandb_mode, images, masks, val_images, val_masks, repea
                 repeat=_parse_repeat(repeat),
             )
             cfg.data_root = cfg.data_root or None
-        signal.signal(signal.SIGTERM, _interrupt)
-        Trainer(cfg, resume=resume).run()
+        with GracefulShutdown():  # SIGTERM unwinds like Ctrl-C, which saves last.pt first
+            Trainer(cfg, resume=resume).run()
     except KeyboardInterrupt:
         click.echo(f"interrupted; resume with: python -m training --out {out} --resume", err=True)
-        sys.exit(130)
+        sys.exit(INTERRUPTED)
     except DatasetError as error:
         click.echo(f"Error: {error}", err=True)
         sys.exit(2)
@@ -183,10 +195,6 @@ def _parse_repeat(values: tuple[str, ...]) -> dict[str, int]:
 def _given_on_command_line(name: str) -> bool:
     source = click.get_current_context().get_parameter_source(name)
     return source is click.core.ParameterSource.COMMANDLINE
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

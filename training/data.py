@@ -1,14 +1,12 @@
-"""Image/mask pairs: discovery, the fixed validation split, an in-memory cache and augmentation.
+"""Training samples: an in-memory cache of the pairs, compositing, distractors and augmentation.
 
-The validation split is fixed and documented in the README: in every photo folder, each pair whose
-index in name order is a multiple of 10 is for validation; of the video clips, all of ``lucia``
-is for validation (neighbouring frames are near-duplicates, so a whole clip is held out).
+Which files are pairs, and which of them validate, is the evaluation layer's
+(``evaluation.layout``); this module turns training pairs into augmented crops.
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 from pathlib import Path
 
 import albumentations as A
@@ -16,100 +14,9 @@ import cv2
 import numpy as np
 import torch
 
-from deepbg_live.model import long_side_size, normalise
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
-VAL_EVERY = 10
-VAL_CLIPS = {"lucia"}
-CACHE_LONG_SIDE = 320  # pairs are kept in memory at this size; training scales are below it
-
-
-class DatasetError(ValueError):
-    """A problem with the training data, with the offending file named in the message."""
-
-
-@dataclass(frozen=True)
-class Pair:
-    image: Path
-    mask: Path
-    source: str  # folder label used for per-folder metrics, e.g. "portraits-eg2016"
-
-
-def find_pairs(images_dir: Path, masks_dir: Path, source: str | None = None) -> list[Pair]:
-    """Pair every image in ``images_dir`` with the mask of the same stem in ``masks_dir``."""
-    images_dir, masks_dir = Path(images_dir), Path(masks_dir)
-    for folder in (images_dir, masks_dir):
-        if not folder.is_dir():
-            raise DatasetError(f"{folder} is not a folder")
-    masks = {p.stem: p for p in masks_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
-    pairs = []
-    for image in sorted(images_dir.iterdir()):
-        if image.suffix.lower() not in IMAGE_SUFFIXES:
-            continue
-        if image.stem not in masks:
-            raise DatasetError(f"{image} has no mask named {image.stem}.* in {masks_dir}")
-        pairs.append(Pair(image, masks[image.stem], source or images_dir.parent.name))
-    if not pairs:
-        raise DatasetError(f"{images_dir} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    return pairs
-
-
-def shared_data_folders(root: Path) -> list[tuple[str, Path]]:
-    """The labelled folders of the shared data layout: ``(label, folder with images/ masks/)``."""
-    root = Path(root)
-    folders = []
-    for child in sorted(root.iterdir()):
-        if (child / "images").is_dir():
-            folders.append((child.name, child))
-        elif child.is_dir() and child.name != "backgrounds":
-            clips = sorted(c for c in child.iterdir() if (c / "images").is_dir())
-            folders += [(f"{child.name}/{clip.name}", clip) for clip in clips]
-    if not folders:
-        raise DatasetError(f"{root} holds no folders with images/ and masks/ inside")
-    return folders
-
-
-def is_validation(label: str, index: int) -> bool:
-    """The fixed validation rule (see the module docstring)."""
-    clip = label.split("/")[-1]
-    if "/" in label:
-        return clip in VAL_CLIPS
-    return index % VAL_EVERY == 0
-
-
-def split_pairs(folders: list[tuple[str, Path]]) -> tuple[list[Pair], list[Pair]]:
-    """Find the pairs of each folder and divide them into training and validation lists."""
-    train, val = [], []
-    for label, folder in folders:
-        pairs = find_pairs(folder / "images", folder / "masks", source=label.split("/")[0])
-        for index, pair in enumerate(pairs):
-            (val if is_validation(label, index) else train).append(pair)
-    return train, val
-
-
-def read_pair(pair: Pair, long_side: int | None = CACHE_LONG_SIDE) -> tuple[np.ndarray, np.ndarray]:
-    """Read one pair as RGB uint8 and a {0, 255} uint8 mask, resized to ``long_side``."""
-    image = cv2.imread(str(pair.image), cv2.IMREAD_COLOR)
-    if image is None:
-        raise DatasetError(f"cannot read image {pair.image}")
-    mask = cv2.imread(str(pair.mask), cv2.IMREAD_GRAYSCALE)
-    if mask is None:
-        raise DatasetError(f"cannot read mask {pair.mask}")
-    if image.shape[:2] != mask.shape:
-        raise DatasetError(
-            f"size mismatch: {pair.image} is {image.shape[1]}x{image.shape[0]} but "
-            f"{pair.mask} is {mask.shape[1]}x{mask.shape[0]}"
-        )
-    image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    if long_side:
-        image = resize_long_side(image, long_side, cv2.INTER_AREA)
-        mask = resize_long_side(mask, long_side, cv2.INTER_AREA)
-    return image, mask
-
-
-def resize_long_side(image: np.ndarray, long_side: int, interpolation: int) -> np.ndarray:
-    size = long_side_size(image.shape[1], image.shape[0], long_side)
-    return cv2.resize(image, size, interpolation=interpolation)
+from deepbg_live.formats import IMAGE_EXTENSIONS
+from deepbg_live.model import normalise
+from evaluation.layout import CACHE_LONG_SIDE, DatasetError, Pair, find_pairs, read_pair, resize_long_side
 
 
 def load_backgrounds(folder: Path | None) -> list[np.ndarray]:
@@ -118,7 +25,7 @@ def load_backgrounds(folder: Path | None) -> list[np.ndarray]:
         return []
     backgrounds = []
     for path in sorted(Path(folder).iterdir()):
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR) if path.suffix.lower() in IMAGE_SUFFIXES else None
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR) if path.suffix.lower() in IMAGE_EXTENSIONS else None
         if image is not None:
             backgrounds.append(
                 resize_long_side(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), CACHE_LONG_SIDE, cv2.INTER_AREA)
@@ -161,6 +68,8 @@ class SegmentationDataset(torch.utils.data.Dataset):
         seed: int = 0,
         composite_p: float = 0.3,
         occlude_p: float = 0.0,
+        distractors: list[tuple[np.ndarray, np.ndarray]] | None = None,
+        distractor_p: float = 0.0,
     ):
         self.samples = samples
         self.backgrounds = backgrounds
@@ -169,6 +78,8 @@ class SegmentationDataset(torch.utils.data.Dataset):
         self.seed = seed
         self.composite_p = composite_p if backgrounds else 0.0
         self.occlude_p = occlude_p if backgrounds else 0.0
+        self.distractors = distractors or []
+        self.distractor_p = distractor_p if self.distractors else 0.0
         self.epoch = 0
         self.augment = photometric_augmentation()
 
@@ -182,6 +93,8 @@ class SegmentationDataset(torch.utils.data.Dataset):
             image = composite_on(image, mask, rng.choice(self.backgrounds), rng)
         if rng.random() < self.occlude_p:
             image, mask = occlude(image, mask, rng.choice(self.backgrounds), rng)
+        if rng.random() < self.distractor_p:
+            image, mask = paste_distractor(image, mask, rng.choice(self.distractors), rng)
         image, mask = self.scale_and_crop(image, mask, rng)
         self.augment.set_random_seed(rng.randrange(2**31))
         out = self.augment(image=image, mask=mask)
@@ -269,6 +182,63 @@ def occlude(
     person = mask[y0:y1, x0:x1]
     mask[y0:y1, x0:x1] = _blend(np.zeros_like(person), person, cover)
     return image, mask
+
+
+def load_distractors(folder: Path | None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Object cut-outs (RGB, 0-255 object alpha) from ``object-images/`` and ``object-masks/``.
+
+    An empty list when there is no folder, so training without them needs no flag.
+    """
+    if folder is None or not (Path(folder) / "object-images").is_dir():
+        return []
+    pairs = find_pairs(Path(folder) / "object-images", Path(folder) / "object-masks")
+    return [read_pair(pair) for pair in pairs]
+
+
+def paste_distractor(
+    image: np.ndarray, mask: np.ndarray, distractor: tuple[np.ndarray, np.ndarray], rng: random.Random
+) -> tuple[np.ndarray, np.ndarray]:
+    """Paste an animal or vehicle beside, behind or in front of the person, labelled background.
+
+    In front, it hides the person where it covers them; behind, the person hides it. Either way
+    the label can only lose person pixels, never gain them: the object is never the person.
+    """
+    cutout, alpha = distractor
+    height, width = image.shape[:2]
+    in_front = rng.random() < 0.4
+    # Something held or passing in front is smaller than what stands behind; neither hides a whole face.
+    scale = height * (rng.uniform(0.2, 0.55) if in_front else rng.uniform(0.3, 1.0)) / cutout.shape[0]
+    size = (max(2, round(cutout.shape[1] * scale)), max(2, round(cutout.shape[0] * scale)))
+    cutout, alpha = cv2.resize(cutout, size), cv2.resize(alpha, size)
+    if rng.random() < 0.5:
+        cutout, alpha = cutout[:, ::-1], alpha[:, ::-1]
+    top, left = _distractor_corner(mask, size, rng)
+    y0, x0, y1, x1 = max(0, top), max(0, left), min(height, top + size[1]), min(width, left + size[0])
+    if y1 <= y0 or x1 <= x0:
+        return image, mask
+    cover = alpha[y0 - top : y1 - top, x0 - left : x1 - left]
+    person = mask[y0:y1, x0:x1]
+    if not in_front:  # the person hides the object where they overlap
+        cover = _blend(np.zeros_like(cover), cover, person)
+    image, mask = image.copy(), mask.copy()
+    image[y0:y1, x0:x1] = _blend(
+        cutout[y0 - top : y1 - top, x0 - left : x1 - left], image[y0:y1, x0:x1], cover[..., None]
+    )
+    if in_front:
+        mask[y0:y1, x0:x1] = _blend(np.zeros_like(person), person, cover)
+    return image, mask
+
+
+def _distractor_corner(mask: np.ndarray, size: tuple[int, int], rng: random.Random) -> tuple[int, int]:
+    """Top-left corner for a ``size`` object next to the person: touching their side or overlapping it."""
+    height, width = mask.shape
+    ys, xs = np.nonzero(mask > 127)
+    if len(xs) == 0:
+        return rng.randint(0, max(0, height - size[1])), rng.randint(0, max(0, width - size[0]))
+    side = xs.min() if rng.random() < 0.5 else xs.max()
+    left = side - round(size[0] * rng.uniform(0.2, 0.8))
+    top = height - size[1] - round(rng.uniform(-0.3, 0.5) * size[1])  # resting low in the frame
+    return top, left
 
 
 def _point_on_outline(mask: np.ndarray, rng: random.Random) -> tuple[int, int]:

@@ -3,8 +3,8 @@
 Inference goes through the runtime's own ``Segmenter`` and ``EdgeRefiner``, so the numbers
 describe what users get, not a training-time shortcut. By default that is what ``deepbg-live``
 does with a photo; ``--no-flip-average`` scores the video and camera path. Scoring is the
-benchmarks' accuracy harness, so this command and ``python -m benchmarks accuracy`` cannot
-disagree.
+evaluation layer's accuracy harness, shared with ``python -m benchmarks accuracy``, so the two
+cannot disagree.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from pathlib import Path
 import click
 import numpy as np
 
-from benchmarks.accuracy import evaluate
 from deepbg_live.engine import PRECISIONS, Segmenter, model_option_help
 from deepbg_live.errors import UserError
 from deepbg_live.refine import EdgeRefiner
-from training.data import DatasetError, find_pairs, shared_data_folders, split_pairs
+from evaluation.accuracy import evaluate
+from evaluation.layout import DatasetError, find_pairs, shared_data_folders, split_pairs
 
 
 def runtime_predictor(

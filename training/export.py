@@ -22,7 +22,7 @@ import torch
 
 from deepbg_live.engine import INT8_SUFFIX, WEIGHTS_DIR, Segmenter, export_onnx, weights_digest
 from deepbg_live.model import CONFIGS, ModelConfig, load_weights, save_weights
-from training.data import DatasetError, shared_data_folders, split_pairs
+from evaluation.layout import DatasetError, shared_data_folders, split_pairs
 from training.quantize import calibration_batches, mask_agreement, quantize_int8
 
 TOLERANCE = 1e-4  # max |logit difference| between ONNX Runtime and torch

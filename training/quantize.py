@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from training.data import Pair, read_pair
-from training.metrics import iou
+from evaluation.layout import Pair, read_pair
+from evaluation.metrics import iou
 
 CALIBRATION_FRAMES = 64
 

@@ -16,8 +16,9 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from deepbg_live.model import CONFIGS, ModelConfig, build_model, load_weights, normalise, save_weights
+from evaluation import layout
+from evaluation.metrics import all_metrics
 from training import data as D
-from training.metrics import all_metrics
 from training.report import RunLogger
 
 DEFAULT_LOSS = "bce-dice"  # trains well from scratch; "bce-lovasz" is for fine-tuning
@@ -47,6 +48,8 @@ class TrainConfig:
     step_lr_every: int = 3  # epochs per StepLR decay, original preset only
     composite_p: float = 0.3
     occlude_p: float = 0.0  # share of samples with a background blob held across the person
+    distractors: str | None = None  # object cut-outs [default: DATA_ROOT/objects-davis]
+    distractor_p: float = 0.3  # share of samples with an animal or vehicle pasted beside the person
     repeat: dict[str, int] = field(default_factory=dict)  # training folder -> copies per epoch (0 drops it)
     loss: str = DEFAULT_LOSS  # a key of LOSSES
     seed: int = 0
@@ -157,16 +160,16 @@ class Distributed:
             dist.destroy_process_group()
 
 
-def load_splits(cfg: TrainConfig) -> tuple[list[D.Pair], list[D.Pair]]:
+def load_splits(cfg: TrainConfig) -> tuple[list[layout.Pair], list[layout.Pair]]:
     train, val = [], []
     if cfg.data_root:
-        train, val = D.split_pairs(D.shared_data_folders(Path(cfg.data_root)))
+        train, val = layout.split_pairs(layout.shared_data_folders(Path(cfg.data_root)))
     for images, masks in zip(cfg.images, cfg.masks, strict=True):
-        train += D.find_pairs(Path(images), Path(masks), source=Path(images).parent.name)
+        train += layout.find_pairs(Path(images), Path(masks), source=Path(images).parent.name)
     for images, masks in zip(cfg.val_images, cfg.val_masks, strict=True):
-        val += D.find_pairs(Path(images), Path(masks), source=Path(images).parent.name)
+        val += layout.find_pairs(Path(images), Path(masks), source=Path(images).parent.name)
     if not train:
-        raise D.DatasetError("no training pairs: give --data-root or --images/--masks")
+        raise layout.DatasetError("no training pairs: give --data-root or --images/--masks")
     return train, val
 
 
@@ -195,20 +198,27 @@ class Trainer:
         train_pairs, self.val_pairs = load_splits(cfg)
         if cfg.val_limit:
             self.val_pairs = self.val_pairs[:: max(1, len(self.val_pairs) // cfg.val_limit)][: cfg.val_limit]
-        background_dir = cfg.backgrounds or (Path(cfg.data_root) / "backgrounds" if cfg.data_root else None)
         show = self.dist.main
         self.dataset = D.SegmentationDataset(
             D.cache_pairs(D.repeat_by_source(train_pairs, cfg.repeat), progress=show),
-            D.load_backgrounds(background_dir),
+            D.load_backgrounds(self._data_folder(cfg.backgrounds, "backgrounds")),
             crop=cfg.crop,
             long_side=cfg.model_config.long_side,
             seed=cfg.seed,
             composite_p=cfg.composite_p,
             occlude_p=cfg.occlude_p,
+            distractors=D.load_distractors(self._data_folder(cfg.distractors, "objects-davis")),
+            distractor_p=cfg.distractor_p,
         )
         self.val_samples = D.cache_pairs(self.val_pairs, progress=show)
         self.logger = RunLogger(self.out, cfg, self.wandb_id, enabled=self.dist.main)
         self.wandb_id = self.logger.run_id
+
+    def _data_folder(self, given: str | None, shared_name: str) -> Path | None:
+        """A folder given on the command line, else the shared layout's, else none."""
+        if given:
+            return Path(given)
+        return Path(self.cfg.data_root) / shared_name if self.cfg.data_root else None
 
     def make_optimizer(self) -> torch.optim.Optimizer:
         if self.cfg.optimizer == "adam":
@@ -338,7 +348,7 @@ class Trainer:
     def predict(self, image: np.ndarray) -> np.ndarray:
         """Person probability for one RGB image, at the runtime's inference scale."""
         self.model.eval()
-        small = D.resize_long_side(image, self.cfg.model_config.long_side, cv2.INTER_AREA)
+        small = layout.resize_long_side(image, self.cfg.model_config.long_side, cv2.INTER_AREA)
         x = normalise(small).to(self.device, memory_format=torch.channels_last)
         prob = torch.sigmoid(self.model(x))[0, 0].float().cpu().numpy()
         return cv2.resize(prob, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
@@ -369,8 +379,8 @@ class Trainer:
         picks = self.val_samples[:: max(1, len(self.val_samples) // count)][:count]
         rows = []
         for image, mask in picks:
-            small = D.resize_long_side(image, 160, cv2.INTER_AREA)
-            truth = D.resize_long_side(mask, 160, cv2.INTER_AREA)
+            small = layout.resize_long_side(image, 160, cv2.INTER_AREA)
+            truth = layout.resize_long_side(mask, 160, cv2.INTER_AREA)
             pred = (self.predict(small) * 255).astype(np.uint8)
             tile = [small, np.repeat(truth[..., None], 3, 2), np.repeat(pred[..., None], 3, 2)]
             row = np.concatenate(tile, axis=1)
@@ -401,7 +411,7 @@ class Trainer:
         # blocks): weights without them still load, and only those new blocks start untrained.
         start, _ = load_weights(path)
         if not can_grow_into(start.config, self.model.config):
-            raise D.DatasetError(
+            raise layout.DatasetError(
                 f"{path} holds a {start.config.name!r} model, not {self.cfg.model!r}; pass --model"
             )
         self.model.load_state_dict(start.state_dict(), strict=False)
