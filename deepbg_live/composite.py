@@ -263,23 +263,54 @@ class _Scratch(threading.local):
 _scratch = _Scratch()
 
 
-def composite(frame_bgr: np.ndarray, alpha: np.ndarray, background: np.ndarray) -> np.ndarray:
-    """``frame * alpha + background * (1 - alpha)`` in uint8, exact at alpha 0 and 255.
+def blend(front: np.ndarray, back: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """``front * alpha + back * (1 - alpha)`` in uint8, for any channel count, exact at alpha 0 and 255.
 
-    Each product is rounded separately, so mid-range alphas may be off by one level. The result
-    is a new array (callers may queue it), only the intermediates are reused.
+    ``alpha`` is 0-255 uint8 of the pictures' height and width. Each product is rounded
+    separately, so mid-range alphas may be off by one level; the result never exceeds ``front``
+    where ``back`` is 0 (what keeps a training label from gaining person pixels).
     """
-    if frame_bgr.shape != background.shape or alpha.shape != frame_bgr.shape[:2] or alpha.dtype != np.uint8:
-        raise ValueError(
-            f"composite needs a uint8 alpha and matching sizes, got frame {frame_bgr.shape}, "
-            f"alpha {alpha.shape} {alpha.dtype}, background {background.shape}"
-        )
+    _check_blend(front, back, alpha)
+    channels = 1 if front.ndim == 2 else front.shape[2]
+    weights = alpha.copy() if channels == 1 else cv2.merge([alpha] * channels)
+    return _mix(front, back, weights)
+
+
+def composite(frame_bgr: np.ndarray, alpha: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """``blend`` for the video path: a BGR frame over its background, reusing scratch buffers.
+
+    The result is a new array (callers may queue it), only the intermediates are reused.
+    """
+    _check_blend(frame_bgr, background, alpha)
     alpha3, person, behind = _scratch.get(frame_bgr.shape)
     cv2.cvtColor(alpha, cv2.COLOR_GRAY2BGR, dst=alpha3)
-    cv2.multiply(frame_bgr, alpha3, dst=person, scale=1.0 / 255.0)
-    cv2.bitwise_not(alpha3, dst=alpha3)
-    cv2.multiply(background, alpha3, dst=behind, scale=1.0 / 255.0)
+    return _mix(frame_bgr, background, alpha3, person, behind)
+
+
+def _mix(
+    front: np.ndarray,
+    back: np.ndarray,
+    weights: np.ndarray,
+    person: np.ndarray | None = None,
+    behind: np.ndarray | None = None,
+) -> np.ndarray:
+    """The blend itself, on per-channel weights, which it overwrites with their complement."""
+    person = cv2.multiply(front, weights, dst=person, scale=1.0 / 255.0)
+    cv2.bitwise_not(weights, dst=weights)
+    behind = cv2.multiply(back, weights, dst=behind, scale=1.0 / 255.0)
     return cv2.add(person, behind)
+
+
+def _check_blend(front: np.ndarray, back: np.ndarray, alpha: np.ndarray) -> None:
+    if (
+        front.shape != back.shape
+        or alpha.shape != front.shape[:2]
+        or not front.dtype == back.dtype == alpha.dtype == np.uint8
+    ):
+        raise ValueError(
+            f"blending needs uint8 pictures and alpha of matching sizes, got {front.shape} {front.dtype}, "
+            f"{back.shape} {back.dtype} and alpha {alpha.shape} {alpha.dtype}"
+        )
 
 
 def with_alpha(frame_bgr: np.ndarray, alpha: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ from deepbg_live.composite import (
     ColorBackground,
     ImageBackground,
     VideoBackground,
+    blend,
     composite,
     cover_fit,
     mask_view,
@@ -50,6 +51,27 @@ def test_partial_alpha_blends_within_one_level(frame, background):
     out = composite(frame, alpha, background)
     assert out.dtype == np.uint8 and out.shape == frame.shape
     assert np.abs(out - expected).max() <= 1.0
+
+
+@pytest.mark.parametrize("channels", [None, 3, 4])
+def test_blend_works_for_masks_colour_and_alpha_pictures_alike(channels):
+    rng = np.random.default_rng(0)
+    shape = (20, 30) if channels is None else (20, 30, channels)
+    front, back = (rng.integers(0, 256, shape, dtype=np.uint8) for _ in range(2))
+    alpha = rng.integers(0, 256, (20, 30), dtype=np.uint8)
+    alpha[0], alpha[1] = 0, 255
+    out = blend(front, back, alpha)
+    assert out.shape == front.shape and out.dtype == np.uint8
+    assert np.array_equal(out[0], back[0]) and np.array_equal(out[1], front[1])
+    weight = (alpha.astype(float) / 255) if channels is None else (alpha.astype(float) / 255)[..., None]
+    exact = front * weight + back * (1 - weight)
+    assert np.abs(out - exact).max() <= 1
+
+
+def test_blending_onto_black_never_brightens_the_front():
+    front = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    alpha = np.full((16, 16), 200, np.uint8)
+    assert (blend(front, np.zeros_like(front), alpha) <= front).all()
 
 
 def test_composite_returns_a_fresh_array_each_time(frame, background):

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import torch
 
+from deepbg_live.composite import blend
 from deepbg_live.formats import IMAGE_EXTENSIONS
 from deepbg_live.model import normalise
 from evaluation.layout import CACHE_LONG_SIDE, DatasetError, Pair, find_pairs, read_pair, resize_long_side
@@ -130,15 +131,7 @@ def composite_on(
     top = rng.randint(0, bg.shape[0] - height)
     left = rng.randint(0, bg.shape[1] - width)
     bg = bg[top : top + height, left : left + width]
-    return _blend(image, bg, cv2.GaussianBlur(mask, (3, 3), 0)[..., None])
-
-
-def _blend(front: np.ndarray, back: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """``front`` over ``back`` with a 0-255 ``alpha``, rounded, in uint8."""
-    alpha = alpha.astype(np.uint16)
-    return ((front.astype(np.uint16) * alpha + back.astype(np.uint16) * (255 - alpha) + 127) // 255).astype(
-        np.uint8
-    )
+    return blend(image, bg, cv2.GaussianBlur(mask, (3, 3), 0))
 
 
 def occluder_shape(size: int, rng: random.Random) -> np.ndarray:
@@ -178,9 +171,9 @@ def occlude(
     cover = alpha[y0 - top : y1 - top, x0 - left : x1 - left]
     blob = patch[y0 - top : y1 - top, x0 - left : x1 - left]
     image, mask = image.copy(), mask.copy()
-    image[y0:y1, x0:x1] = _blend(blob, image[y0:y1, x0:x1], cover[..., None])
+    image[y0:y1, x0:x1] = blend(blob, image[y0:y1, x0:x1], cover)
     person = mask[y0:y1, x0:x1]
-    mask[y0:y1, x0:x1] = _blend(np.zeros_like(person), person, cover)
+    mask[y0:y1, x0:x1] = blend(np.zeros_like(person), person, cover)
     return image, mask
 
 
@@ -211,7 +204,7 @@ def paste_distractor(
     size = (max(2, round(cutout.shape[1] * scale)), max(2, round(cutout.shape[0] * scale)))
     cutout, alpha = cv2.resize(cutout, size), cv2.resize(alpha, size)
     if rng.random() < 0.5:
-        cutout, alpha = cutout[:, ::-1], alpha[:, ::-1]
+        cutout, alpha = np.ascontiguousarray(cutout[:, ::-1]), np.ascontiguousarray(alpha[:, ::-1])
     top, left = _distractor_corner(mask, size, rng)
     y0, x0, y1, x1 = max(0, top), max(0, left), min(height, top + size[1]), min(width, left + size[0])
     if y1 <= y0 or x1 <= x0:
@@ -219,13 +212,13 @@ def paste_distractor(
     cover = alpha[y0 - top : y1 - top, x0 - left : x1 - left]
     person = mask[y0:y1, x0:x1]
     if not in_front:  # the person hides the object where they overlap
-        cover = _blend(np.zeros_like(cover), cover, person)
+        cover = blend(np.zeros_like(cover), cover, person)
     image, mask = image.copy(), mask.copy()
-    image[y0:y1, x0:x1] = _blend(
-        cutout[y0 - top : y1 - top, x0 - left : x1 - left], image[y0:y1, x0:x1], cover[..., None]
+    image[y0:y1, x0:x1] = blend(
+        cutout[y0 - top : y1 - top, x0 - left : x1 - left], image[y0:y1, x0:x1], cover
     )
     if in_front:
-        mask[y0:y1, x0:x1] = _blend(np.zeros_like(person), person, cover)
+        mask[y0:y1, x0:x1] = blend(np.zeros_like(person), person, cover)
     return image, mask
 
 
