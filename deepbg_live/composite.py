@@ -14,70 +14,49 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import webcolors
 
 from deepbg_live.capture import as_bgr
 from deepbg_live.errors import UserError
 
 DEFAULT_COLOR = "#00ff00"
 
-# RGB hex values: the CSS basic 16 plus common names people type.
-_NAMED_RGB = {
-    "black": "000000",
-    "silver": "c0c0c0",
-    "gray": "808080",
-    "grey": "808080",
-    "white": "ffffff",
-    "maroon": "800000",
-    "red": "ff0000",
-    "purple": "800080",
-    "fuchsia": "ff00ff",
-    "magenta": "ff00ff",
-    "green": "008000",
-    "lime": "00ff00",
-    "olive": "808000",
-    "yellow": "ffff00",
-    "navy": "000080",
-    "blue": "0000ff",
-    "teal": "008080",
-    "aqua": "00ffff",
-    "cyan": "00ffff",
-    "orange": "ffa500",
-    "pink": "ffc0cb",
-    "brown": "a52a2a",
-    "gold": "ffd700",
-    "beige": "f5f5dc",
-    "violet": "ee82ee",
-    "indigo": "4b0082",
-    "turquoise": "40e0d0",
-    "darkgray": "a9a9a9",
-    "darkgrey": "a9a9a9",
-    "lightgray": "d3d3d3",
-    "lightgrey": "d3d3d3",
-    "darkgreen": "006400",
-    "lightblue": "add8e6",
-    "skyblue": "87ceeb",
-    "darkblue": "00008b",
-    "chromakey": "00ff00",  # the keying green that video tools expect
-    "greenscreen": "00ff00",
-    "bluescreen": "0000ff",
+# CSS Color 4 names its 148 colours: webcolors holds CSS3's 147, and level 4 added one. The
+# keying names are what video people type.
+_EXTRA_NAMES = {
+    "rebeccapurple": "#663399",
+    "chromakey": "#00ff00",
+    "greenscreen": "#00ff00",
+    "bluescreen": "#0000ff",
 }
 _HEX = re.compile(r"#([0-9a-f]{3}|[0-9a-f]{6})")
+COLOR_HELP = "#RRGGBB, #RGB or one of the 148 CSS colour names (green, chartreuse, skyblue, ...)"
 
 
 def parse_color(text: str) -> tuple[int, int, int]:
-    """``"#RGB"``, ``"#RRGGBB"`` or a colour name to a BGR tuple (OpenCV's channel order)."""
+    """``"#RGB"``, ``"#RRGGBB"`` or a CSS colour name to a BGR tuple (OpenCV's channel order)."""
     key = str(text).strip().lower().replace(" ", "").replace("-", "").replace("_", "")
     match = _HEX.fullmatch(key)
     if match:
         digits = match.group(1)
         if len(digits) == 3:
             digits = "".join(c * 2 for c in digits)
-    elif key in _NAMED_RGB:
-        digits = _NAMED_RGB[key]
     else:
-        raise UserError(f"bad colour '{text}': use #RRGGBB, #RGB or a name such as green")
+        digits = _named_hex(key)
+        if digits is None:
+            raise UserError(f"bad colour '{text}': use {COLOR_HELP}")
     red, green, blue = (int(digits[i : i + 2], 16) for i in (0, 2, 4))
     return blue, green, red
+
+
+def _named_hex(name: str) -> str | None:
+    """The six hex digits of a colour name, or None for a name CSS does not define."""
+    if name in _EXTRA_NAMES:
+        return _EXTRA_NAMES[name][1:]
+    try:
+        return webcolors.name_to_hex(name, spec=webcolors.CSS3)[1:]
+    except ValueError:
+        return None
 
 
 def cover_fit(image: np.ndarray, width: int, height: int, fast: bool = False) -> np.ndarray:

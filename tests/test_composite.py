@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+import webcolors
 
 from deepbg_live.composite import (
     DEFAULT_COLOR,
@@ -99,6 +100,9 @@ def test_mismatched_sizes_are_rejected(frame, background):
         ("gray", (128, 128, 128)),
         ("orange", (0, 165, 255)),
         (" purple ", (128, 0, 128)),
+        ("chartreuse", (0, 255, 127)),
+        ("Rebecca Purple", (153, 51, 102)),
+        ("light-goldenrod-yellow", (210, 250, 250)),
     ],
 )
 def test_colours_parse_to_bgr(text, bgr):
@@ -109,6 +113,19 @@ def test_colours_parse_to_bgr(text, bgr):
 def test_a_bad_colour_says_what_formats_work(text):
     with pytest.raises(UserError, match="#RRGGBB"):
         parse_color(text)
+
+
+def test_every_css_colour_name_is_accepted():
+    rgb = {name: tuple(webcolors.name_to_rgb(name)) for name in webcolors.names(webcolors.CSS3)}
+    rgb["rebeccapurple"] = (102, 51, 153)  # CSS Color 4's addition
+    assert len(rgb) == 148
+    for name, (red, green, blue) in rgb.items():
+        assert parse_color(name) == (blue, green, red)
+
+
+def test_a_bad_colour_name_points_at_the_css_names():
+    with pytest.raises(UserError, match="148 CSS colour names"):
+        parse_color("chartroose")
 
 
 def test_default_colour_background_is_the_default_colour(frame):
