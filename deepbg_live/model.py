@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from enum import Enum
 from pathlib import Path
 
 import numpy as np
@@ -26,14 +27,26 @@ NORM_MEAN = (0.485, 0.456, 0.406)
 NORM_STD = (0.229, 0.224, 0.225)
 
 
+class Block(str, Enum):
+    """The classic U-Net's conv block; a str so that configs stay plain JSON."""
+
+    CLASSIC = "classic"  # two 3x3 convs
+    DEPTHWISE = "depthwise"  # two depthwise-separable convs
+
+
 @dataclass(frozen=True)
 class ModelConfig:
-    """Shape of a U-Net: encoder widths are ``base * 2**level`` for ``depth`` levels."""
+    """Shape of a network: a classic U-Net (widths ``base * 2**level`` for ``depth`` levels) or,
+    when ``widths`` is given, a MobileUNet.
+
+    A config is checked when it is made, so a hostile weights file that asks for a huge network
+    is refused before anything is allocated.
+    """
 
     name: str
     base: int = 8
     depth: int = 4
-    block: str = "classic"  # "classic" (3x3 convs) or "depthwise" (separable convs)
+    block: Block = Block.CLASSIC
     long_side: int = 192  # inference resolution: the frame's long side is resized to this
     context: bool = False  # add a whole-image context block at the bottleneck
     bottleneck_blocks: int = 0  # extra residual blocks at the coarsest level, for semantic depth
@@ -48,6 +61,31 @@ class ModelConfig:
         # JSON stores tuples as lists; keep the config hashable and comparable either way.
         object.__setattr__(self, "widths", tuple(self.widths))
         object.__setattr__(self, "stage_depths", tuple(self.stage_depths))
+        object.__setattr__(self, "block", Block(self.block))
+        out_of_range = [name for name, ok in self._limits().items() if not ok]
+        if out_of_range:
+            raise ValueError(f"model config {self.name!r} is out of range: {', '.join(out_of_range)}")
+
+    def _limits(self) -> dict[str, bool]:
+        """Each field's sane range: far beyond any real model, far below what exhausts memory."""
+        numbers = (self.base, self.depth, self.long_side, self.bottleneck_blocks, self.expansion)
+        numbers += self.widths + self.stage_depths + (self.decoder_stride,)
+        if not all(isinstance(n, int) for n in numbers):
+            return {"integer sizes": False}
+        return {
+            "long_side 16..2048": 16 <= self.long_side <= 2048,
+            "base 1..128": 1 <= self.base <= 128,
+            "depth 1..6": 1 <= self.depth <= 6,
+            "base * 2**depth <= 2048": self.base * 2**self.depth <= 2048,
+            "bottleneck_blocks 0..16": 0 <= self.bottleneck_blocks <= 16,
+            "widths: up to 7 of 1..1024": len(self.widths) <= 7 and all(1 <= w <= 1024 for w in self.widths),
+            "one stage depth 1..16 per stage": (
+                len(self.stage_depths) == max(0, len(self.widths) - 1)
+                and all(1 <= d <= 16 for d in self.stage_depths)
+            ),
+            "expansion 1..12": 1 <= self.expansion <= 12,
+            "decoder_stride 2 or 4": self.decoder_stride in (2, 4),
+        }
 
     @property
     def is_mobile(self) -> bool:
@@ -60,14 +98,14 @@ class ModelConfig:
 
 CONFIGS: dict[str, ModelConfig] = {
     # The original project's network: 64-128-256-512 features plus a 1024 bottleneck, for GPUs.
-    "classic": ModelConfig("classic", base=64, depth=4, block="classic", long_side=256),
+    "classic": ModelConfig("classic", base=64, depth=4, block=Block.CLASSIC, long_side=256),
     # Real-time CPU configs, both shipped: "realtime" is the default, "fast" is for slower CPUs.
     "realtime": ModelConfig(
-        "realtime", base=16, depth=4, block="classic", long_side=224, context=True, bottleneck_blocks=2
+        "realtime", base=16, depth=4, block=Block.CLASSIC, long_side=224, context=True, bottleneck_blocks=2
     ),
-    "fast": ModelConfig("fast", base=8, depth=4, block="classic", long_side=192),
-    "depthwise16": ModelConfig("depthwise16", base=16, depth=4, block="depthwise", long_side=192),
-    "depthwise8": ModelConfig("depthwise8", base=8, depth=4, block="depthwise", long_side=192),
+    "fast": ModelConfig("fast", base=8, depth=4, block=Block.CLASSIC, long_side=192),
+    "depthwise16": ModelConfig("depthwise16", base=16, depth=4, block=Block.DEPTHWISE, long_side=192),
+    "depthwise8": ModelConfig("depthwise8", base=8, depth=4, block=Block.DEPTHWISE, long_side=192),
     # The CPU-efficient family (model v2 candidates); MODEL_CARD.md has their measured costs.
     "mobile": ModelConfig(
         "mobile", long_side=256, widths=(16, 24, 32, 64, 96), stage_depths=(1, 2, 3, 3), expansion=4
@@ -107,7 +145,7 @@ class DepthwiseDoubleConv(nn.Sequential):
         )
 
 
-BLOCKS = {"classic": DoubleConv, "depthwise": DepthwiseDoubleConv}
+BLOCKS = {Block.CLASSIC: DoubleConv, Block.DEPTHWISE: DepthwiseDoubleConv}
 
 
 class Down(nn.Sequential):
@@ -249,8 +287,6 @@ class MobileUNet(nn.Module):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        if len(config.stage_depths) != len(config.widths) - 1:
-            raise ValueError("a MobileUNet config needs one stage depth per width after the stem's")
         self.config = config
         widths = config.widths
         self.stem = nn.Sequential(
@@ -363,7 +399,7 @@ def load_weights(path: str | Path) -> tuple[UNet, dict[str, str]]:
     Returns the model in eval mode, in float32, and the file's metadata.
     """
     path = Path(path)
-    if path.suffix == ".pt":
+    if path.suffix.lower() == ".pt":
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         config = ModelConfig(**json.loads(checkpoint["config"]))
         state = checkpoint["model"]
