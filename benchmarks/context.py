@@ -1,17 +1,41 @@
-"""Settings shared by every part of a run, and the model under test (ours, or a stand-in)."""
+"""Settings shared by every part of a run, and the models under test (ours, or a stand-in)."""
 
 from __future__ import annotations
 
-import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+import numpy as np
+
 from deepbg_live.errors import UserError
+from deepbg_live.runtimes import default_threads
 
 DEFAULT_DATA_ROOT = Path("../shared/data")  # the shared layout, relative to a checkout
 DEFAULT_OUT = Path("bench-out")
+
+
+@dataclass(frozen=True)
+class Contender:
+    """One model in a comparison: its person probability, and how that becomes the frame's alpha.
+
+    ``probability`` maps a BGR frame to the probability at the model's own resolution (what
+    temporal smoothing works on). ``refiner`` turns that into the frame's uint8 alpha, as the
+    product's ``EdgeRefiner`` does; None means bilinear upsampling, as a plain wrapper does.
+    """
+
+    name: str
+    probability: Callable[[np.ndarray], np.ndarray]
+    refiner: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+
+    def alpha(self, frame_bgr: np.ndarray) -> np.ndarray:
+        """Alpha in 0..1 for accuracy scoring (the harness upsamples an unrefined one bilinearly)."""
+        prob = self.probability(frame_bgr)
+        if self.refiner is None:
+            return prob
+        return self.refiner(prob, frame_bgr).astype(np.float32) / 255.0
 
 
 @dataclass
@@ -34,7 +58,7 @@ class Context:
         self.out = Path(self.out)
         self.data_root = Path(self.data_root)
         # Fixed, not "whatever torch picks", so two runs on one machine are comparable.
-        self.threads = self.threads or min(4, os.cpu_count() or 1)
+        self.threads = self.threads or default_threads()
 
     def note(self, text: str) -> None:
         if text not in self.notes:
@@ -53,8 +77,8 @@ class Context:
     @cached_property
     def weights_path(self) -> Path:
         """Our model file: ``--weights``, else the shipped weights, else a random-init stand-in."""
-        from deepbg_live.engine import DEFAULT_WEIGHTS
         from deepbg_live.model import DEFAULT_CONFIG, build_model, save_weights
+        from deepbg_live.model_files import DEFAULT_WEIGHTS
 
         if self.weights:
             path = Path(self.weights)
@@ -74,21 +98,29 @@ class Context:
         save_weights(build_model(DEFAULT_CONFIG), path)
         return path
 
-    def segmenter(self, device: str = "cpu", backend: str | None = None):
-        """Our ``Segmenter`` with the run's thread count (on a CPU, ONNX Runtime unless told).
+    def segmenter(self, device: str = "cpu", backend: str | None = None, threads: int | None = None):
+        """Our ``Segmenter`` with the run's thread count unless told (on a CPU, ONNX Runtime unless told).
 
-        One per device and backend, shared by the parts: loading converts the model to ONNX.
+        One per device, backend and thread count, shared by the parts: loading converts the model to ONNX.
         """
         from deepbg_live.engine import Segmenter
 
-        key = (device, backend)
+        threads = threads or self.threads
+        key = (device, backend, threads)
         if key not in self._segmenters:
             self._segmenters[key] = Segmenter(
                 self.weights_path,
                 device=device,
-                threads=self.threads,
+                threads=threads,
                 backend=backend,
                 precision=self.precision,
                 flip_average=self.flip_average,
             )
         return self._segmenters[key]
+
+    def ours(self) -> Contender:
+        """Our model as users get it on video and cameras: the ``Segmenter``, then the ``EdgeRefiner``
+        (flip-averaging only with ``--flip-average``), as ``training.evaluate``'s runtime predictor."""
+        from deepbg_live.refine import EdgeRefiner
+
+        return Contender("ours", self.segmenter(), EdgeRefiner())

@@ -1,14 +1,15 @@
 """Part 1: the network alone, per config, backend and input size: ms per frame, params, MACs.
 
-Inputs are landscape 4:3 (a webcam's shape) with the given long side. Weights are random: the
-arithmetic, and so the speed, does not depend on them. ``onnxruntime-int8`` is the same network
-quantised as ``training.export --calibrate`` does it, calibrated on random frames (which sets
-accuracy, not speed).
+Each backend is timed through the runtime ``deepbg-live`` runs on it (``deepbg_live.runtimes``;
+sigmoid and, on a GPU, the copy back included), so the figures are the product's. Inputs are
+landscape 4:3 (a webcam's shape) with the given long side. Weights are random: the arithmetic,
+and so the speed, does not depend on them. ``onnxruntime-int8`` is the same network quantised as
+``training.export --calibrate`` does it, calibrated on random frames (which sets accuracy, not
+speed).
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -19,9 +20,17 @@ from tqdm import tqdm
 from benchmarks.context import Context
 from benchmarks.flops import count_macs
 from benchmarks.timing import summarise, time_calls
+from deepbg_live.export import export_onnx
 from deepbg_live.model import CONFIGS, DEFAULT_CONFIG, build_model, count_parameters
+from deepbg_live.runtimes import Backend, Device, Precision, Runtime, RuntimeOptions, runtime_class
 
 BACKENDS = ("torch-cpu", "onnxruntime", "onnxruntime-int8", "cuda-fp32", "cuda-fp16")
+# this benchmark's names for the product's runtimes; int8 and cuda-fp32 are built in make_runtime
+RUNTIME_BACKENDS = {
+    "torch-cpu": Backend.TORCH_CPU,
+    "onnxruntime": Backend.ONNXRUNTIME,
+    "cuda-fp16": Backend.TORCH_CUDA,
+}
 
 
 @dataclass
@@ -69,55 +78,26 @@ def input_shape(long_side: int) -> tuple[int, int, int, int]:
 def make_runner(
     model: torch.nn.Module, backend: str, shape: tuple[int, ...], threads: int
 ) -> Callable[[], None]:
-    """A no-argument function that runs one forward pass the way ``backend`` would at run time."""
+    """A no-argument function that runs one forward pass through the product's runtime for ``backend``."""
     batch = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-    if backend in ("onnxruntime", "onnxruntime-int8"):
-        return _onnxruntime_runner(model, batch, threads, int8=backend.endswith("int8"))
-    if backend == "torch-cpu":
-        torch.set_num_threads(threads)
-        net = model.eval().to(memory_format=torch.channels_last)
-        x = torch.from_numpy(batch).contiguous(memory_format=torch.channels_last)
-        return lambda: _torch_forward(net, x)
-    if backend in ("cuda-fp32", "cuda-fp16"):
-        dtype = torch.float16 if backend == "cuda-fp16" else torch.float32
-        torch.backends.cudnn.benchmark = True
-        net = model.eval().to("cuda", dtype=dtype, memory_format=torch.channels_last)
-        x = torch.from_numpy(batch).to("cuda", dtype=dtype).contiguous(memory_format=torch.channels_last)
-
-        def run() -> None:
-            _torch_forward(net, x)
-            torch.cuda.synchronize()  # GPU calls return before the work is done
-
-        return run
-    raise ValueError(f"unknown backend {backend!r}; choose from {BACKENDS}")
+    runtime = make_runtime(model, backend, batch, threads)
+    return lambda: runtime(batch)
 
 
-def _torch_forward(net: torch.nn.Module, x: torch.Tensor) -> None:
-    with torch.inference_mode():
-        net(x)
-
-
-def _onnxruntime_runner(
-    model: torch.nn.Module, batch: np.ndarray, threads: int, int8: bool = False
-) -> Callable[[], None]:
-    import onnxruntime as ort
-
-    from deepbg_live.engine import export_onnx
-
-    buffer = io.BytesIO()
-    export_onnx(model, buffer)  # the shipped export (dynamic size), so this is what users run
-    data = buffer.getvalue()
-    if int8:
+def make_runtime(model: torch.nn.Module, backend: str, batch: np.ndarray, threads: int) -> Runtime:
+    """The runtime ``deepbg-live`` would run ``model`` on (int8 quantised as ``training.export`` does)."""
+    options = RuntimeOptions(Device.CUDA if backend.startswith("cuda") else Device.CPU, threads)
+    if backend == "onnxruntime-int8":
         from training.quantize import quantize_int8
 
         frames = np.random.default_rng(1).standard_normal((4, *batch.shape)).astype(np.float32)
-        data = quantize_int8(data, list(frames))
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    session = ort.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return lambda: session.run(None, {name: batch})
+        int8 = quantize_int8(export_onnx(model), list(frames))
+        return runtime_class(Backend.ONNXRUNTIME)(int8, options)
+    if backend == "cuda-fp32":  # not a product runtime: the comparison that shows what fp16 buys
+        return runtime_class(Backend.TORCH_CUDA)(model, Precision.FP32)
+    if backend not in RUNTIME_BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose from {BACKENDS}")
+    return runtime_class(RUNTIME_BACKENDS[backend]).from_network(model, options)
 
 
 def measure_model(

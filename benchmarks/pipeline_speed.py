@@ -13,7 +13,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -24,6 +23,7 @@ from tqdm import tqdm
 from benchmarks.context import Context
 from benchmarks.temporal import camera_frame, portrait_pairs
 from benchmarks.timing import ResourceMeter, summarise
+from deepbg_live.geometry import long_side_size, parse_size
 
 FPS = 30
 RESOLUTIONS = ["640x480", "1280x720", "1920x1080"]
@@ -43,11 +43,6 @@ class PipelineSettings:
         if quick:
             return cls(frames=40, live_frames=60, live_all=False)
         return cls()
-
-
-def parse_resolution(text: str) -> tuple[int, int]:
-    width, height = (int(n) for n in text.lower().split("x"))
-    return width, height
 
 
 # --- the input clip ---------------------------------------------------------------------------
@@ -95,29 +90,18 @@ def file_frames(path: Path, width: int, height: int, count: int) -> Iterator[np.
             yield cv2.resize(frame.to_ndarray(format="bgr24"), (width, height), interpolation=cv2.INTER_AREA)
 
 
-def write_clip(path: Path, frames: Iterator[np.ndarray], width: int, height: int, fps: int = FPS) -> Path:
-    """Encode BGR frames as H.264 (as a phone or screen recorder would), MPEG-4 if unavailable."""
-    codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream(codec, rate=Fraction(fps))
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        if codec == "libx264":
-            stream.options = {"preset": "veryfast", "crf": "23"}
-        for image in frames:
-            out.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")))
-        out.mux(stream.encode())
-    return path
-
-
 def prepare_clip(resolution: str, count: int, settings: PipelineSettings, ctx: Context) -> Path:
-    width, height = parse_resolution(resolution)
+    """The input clip, encoded once as H.264 (as a phone or screen recorder would)."""
+    from deepbg_live.outputs.video import write_clip
+
+    width, height = parse_size(resolution)
     path = ctx.scratch / f"clip-{resolution}-{count}.mp4"
     if not path.exists():
         if settings.clip:
             frames = file_frames(Path(settings.clip), width, height, count)
         else:
             frames = generated_frames(width, height, count, ctx)
-        write_clip(path, frames, width, height)
+        write_clip(path, frames, (width, height), FPS, preset="veryfast")
     return path
 
 
@@ -153,18 +137,19 @@ def run_once(
 ) -> dict:
     """One pass of the real ``Pipeline`` over ``clip``; its stage timings plus CPU and memory."""
     from deepbg_live.capture import open_source
+    from deepbg_live.outputs import VideoFileSink
     from deepbg_live.pipeline import Pipeline
     from deepbg_live.refine import EdgeRefiner
-    from deepbg_live.sinks import VideoFileSink
     from deepbg_live.smoothing import TemporalSmoother
 
-    width, height = parse_resolution(resolution)
+    width, height = parse_size(resolution)
     segmenter(np.zeros((height, width, 3), np.uint8))  # warm the backend outside the timing
     sink = VideoFileSink(ctx.scratch / f"out-{resolution}.mp4", fps=FPS, size=(width, height), live=live)
     pipeline = Pipeline(
         segmenter, make_background(settings.background), [sink], TemporalSmoother(), EdgeRefiner()
     )
-    with open_source(input=str(clip), realtime=live) as source, ResourceMeter() as meter:
+    # the sink is closed (its trailer written) inside the meter, as part of the run's cost
+    with open_source(input=str(clip), realtime=live) as source, ResourceMeter() as meter, sink:
         stats = pipeline.run(source, progress=ctx.progress and not live)
     decode = summarise(decode_times(clip))
     return {
@@ -181,7 +166,7 @@ def run_once(
     }
 
 
-def isolated_costs(resolution: str, repeats: int) -> dict:
+def isolated_costs(resolution: str, repeats: int, long_side: int) -> dict:
     """Refinement and compositing alone, one thread, on a portrait frame: the 4 ms budget check.
 
     Results are kept alive for a few iterations, as in the real loop, so the timing does not
@@ -194,9 +179,9 @@ def isolated_costs(resolution: str, repeats: int) -> dict:
     from deepbg_live.refine import EdgeRefiner
     from deepbg_live.sample import sample_frame
 
-    width, height = parse_resolution(resolution)
+    width, height = parse_size(resolution)
     frame = sample_frame(0, (width, height))
-    small = (192, round(192 * height / width)) if width >= height else (round(192 * width / height), 192)
+    small = long_side_size(width, height, long_side)  # the model's output for this frame
     prob = cv2.GaussianBlur(np.random.default_rng(0).random(small[::-1], dtype=np.float32), (0, 0), 4)
     refiner, alive = EdgeRefiner(), deque(maxlen=4)
     row = {"resolution": resolution}
@@ -217,7 +202,9 @@ def run(ctx: Context, settings: PipelineSettings | None = None) -> dict:
         count = settings.live_frames if live else settings.frames
         clip = prepare_clip(resolution, count, settings, ctx)
         rows.append(run_once(clip, resolution, live, settings, ctx, segmenter))
-    isolated = [isolated_costs(r, 30 if ctx.quick else 200) for r in settings.resolutions]
+    isolated = [
+        isolated_costs(r, 30 if ctx.quick else 200, segmenter.long_side) for r in settings.resolutions
+    ]
     return {
         "settings": asdict(settings),
         "isolated": isolated,

@@ -18,7 +18,7 @@ from benchmarks import accuracy, temporal
 from benchmarks.context import Context
 from benchmarks.timing import summarise, time_calls
 from deepbg_live.errors import UserError
-from deepbg_live.model import NORM_MEAN, NORM_STD
+from deepbg_live.preprocess import NORM_MEAN, NORM_STD
 
 NORMALISATIONS = {
     # name: (mean, std) applied to RGB in 0..1

@@ -21,12 +21,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from benchmarks.context import Context
+from benchmarks.context import Contender, Context
 from evaluation.accuracy import prob_at
 from evaluation.layout import Pair, find_pairs, shared_data_folders, split_pairs
 from evaluation.metrics import dtssd, flicker, iou, mad
-
-Predictor = Callable[[np.ndarray], np.ndarray]
 
 # The static-camera clip: slow enough that every step between frames is well under a pixel.
 SWAY_PIXELS = 1.5  # amplitude of the horizontal sway
@@ -44,7 +42,7 @@ class TemporalSettings:
     portraits: int = 3  # stills (from the validation split) turned into static-camera clips
     still_frames: int = 90
     strength: float | None = None  # smoothing strength when on; None = the runtime's default
-    refine: bool = True  # run the edge refiner as the runtime does (both variants)
+    refine: bool = True  # each model's own edge refiner, if it has one (ours: the runtime's; both variants)
 
     @classmethod
     def for_mode(cls, quick: bool) -> TemporalSettings:
@@ -56,9 +54,14 @@ class TemporalSettings:
 @dataclass
 class Sequence:
     name: str
-    kind: str  # "video" (real motion) or "still" (static camera, synthetic sway)
+    moving: bool  # real motion (a video clip), or a static camera with synthetic sway (a still)
     frames: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]]  # (BGR frame, uint8 truth)
     length: int
+
+    @property
+    def kind(self) -> str:
+        """The report's label for the group this clip is averaged in."""
+        return "video" if self.moving else "still"
 
 
 # --- the clips --------------------------------------------------------------------------------
@@ -74,9 +77,7 @@ def davis_sequences(root: Path, clips: list[str], max_frames: int) -> list[Seque
     sequences = []
     for clip in chosen:
         pairs = find_pairs(folder / clip / "images", folder / clip / "masks")[: max_frames or None]
-        sequences.append(
-            Sequence(f"davis/{clip}", "video", lambda pairs=pairs: _read_pairs(pairs), len(pairs))
-        )
+        sequences.append(Sequence(f"davis/{clip}", True, lambda pairs=pairs: _read_pairs(pairs), len(pairs)))
     return sequences
 
 
@@ -141,7 +142,7 @@ def still_sequence(pair: Pair, frames: int, seed: int = 0) -> Sequence:
         for t in range(frames):
             yield still_frame(image, mask, t, rng)
 
-    return Sequence(f"still/{pair.image.stem}", "still", generate, frames)
+    return Sequence(f"still/{pair.image.stem}", False, generate, frames)
 
 
 # --- scoring ----------------------------------------------------------------------------------
@@ -176,35 +177,31 @@ def stability(
     }
 
 
-def finisher(refine: bool) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """Model-resolution probability -> uint8 alpha at frame size, as the runtime makes it."""
-    if refine:
-        from deepbg_live.refine import EdgeRefiner
-
-        return EdgeRefiner()
-    return lambda prob, frame: np.round(prob_at(prob, frame) * 255).astype(np.uint8)
+def bilinear_alpha(prob: np.ndarray, frame: np.ndarray) -> np.ndarray:
+    """Model-resolution probability -> uint8 alpha at frame size, upsampled bilinearly."""
+    return np.round(prob_at(prob, frame) * 255).astype(np.uint8)
 
 
-def score_sequence(predict: Predictor, sequence: Sequence, settings: TemporalSettings) -> dict:
+def score_sequence(contender: Contender, sequence: Sequence, settings: TemporalSettings) -> dict:
     """Run the model once per frame, then score the same probabilities with smoothing off and on."""
     from deepbg_live.smoothing import TemporalSmoother
 
     strength = settings.strength if settings.strength is not None else TemporalSmoother().strength
     variants = {"off": TemporalSmoother(0.0), "on": TemporalSmoother(strength)}
-    finish = {name: finisher(settings.refine) for name in variants}
+    finish = (settings.refine and contender.refiner) or bilinear_alpha  # as the runtime makes the alpha
     alphas: dict[str, list[np.ndarray]] = {name: [] for name in variants}
     truths = []
     for frame, truth in sequence.frames():
-        prob = predict(frame)
+        prob = contender.probability(frame)
         for name, smoother in variants.items():
-            alphas[name].append(finish[name](smoother(prob), frame))
+            alphas[name].append(finish(smoother(prob), frame))
         truths.append(truth)
-    moving = sequence.kind == "video"
-    return {name: stability(alphas[name], truths, moving) for name in variants} | {"strength": strength}
+    scores = {name: stability(alphas[name], truths, sequence.moving) for name in variants}
+    return scores | {"strength": strength}
 
 
 def run(
-    ctx: Context, settings: TemporalSettings | None = None, predictors: dict[str, Predictor] | None = None
+    ctx: Context, settings: TemporalSettings | None = None, contenders: list[Contender] | None = None
 ) -> dict:
     settings = settings or TemporalSettings.for_mode(ctx.quick)
     sequences = davis_sequences(ctx.data_root, settings.davis_clips, settings.davis_frames)
@@ -213,14 +210,14 @@ def run(
     ]
     if not sequences:
         ctx.note(f"Temporal: no video-davis clips or stills under {ctx.data_root}; nothing measured.")
-    predictors = predictors or {"ours": ctx.segmenter()}
+    contenders = contenders or [ctx.ours()]
     rows = []
-    jobs = [(name, seq) for name in predictors for seq in sequences]
-    for name, sequence in tqdm(jobs, desc="temporal", disable=not ctx.progress):
-        scores = score_sequence(predictors[name], sequence, settings)
+    jobs = [(contender, seq) for contender in contenders for seq in sequences]
+    for contender, sequence in tqdm(jobs, desc="temporal", disable=not ctx.progress):
+        scores = score_sequence(contender, sequence, settings)
         rows.append(
             {
-                "model": name,
+                "model": contender.name,
                 "sequence": sequence.name,
                 "kind": sequence.kind,
                 "frames": sequence.length,

@@ -13,7 +13,6 @@ import re
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +25,11 @@ import av
 import numpy as np
 
 from .errors import UserError
+from .formats import IMAGE_EXTENSIONS
+from .stages import QueuePolicy, Stage
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
 DEFAULT_FPS = 30.0
 _MAX_CAMERA_FAILURES = 25  # consecutive empty reads (about a second) before a camera counts as gone
 
@@ -43,38 +43,96 @@ class Frame:
     captured_at: float  # time.perf_counter() when the frame became available (for latency)
     pts: float | None  # media time in seconds (video files and sequences), else None
     name: str | None = None  # source file stem for image/folder inputs (for naming outputs)
-    capture_ms: float = 0.0  # time spent obtaining this frame: decoding, or waiting for the camera
+    capture_ms: float = 0.0  # time spent obtaining it: decoding, or waiting for the camera or its due time
 
 
 class Source:
-    """Base class: iterate to get Frames. Subclasses implement ``_frames``; pacing lives here."""
+    """Base class: iterate to get Frames. Subclasses implement ``_frames``; ``close()`` stops them.
 
-    kind: str = "?"
+    What a source is, for the stages after it, is said by its properties rather than a name:
+    ``live`` (frames come on their own clock, so a slow consumer should get only the newest),
+    ``temporal`` (frames are one scene over time: smoothing applies, mirrored averaging is off by
+    default), ``single_image`` (one photo, written back as one image) and ``audio_path`` (the file
+    whose sound an output can carry over).
+    """
+
     fps: float = DEFAULT_FPS
     size: tuple[int, int] = (0, 0)  # (w, h)
     live: bool = False
+    temporal: bool = False
+    single_image: bool = False
     frame_count: int | None = None
     path: Path | None = None
+    dropped: int = 0  # frames the source itself skipped because they were already late (Paced)
 
     def __init__(self) -> None:
-        self.realtime = False
-        self.dropped = 0  # frames skipped because they were already late (realtime files only)
         self._closed = threading.Event()
         self._lock = threading.Lock()  # close() from another thread must not free a decoder mid-read
 
+    @property
+    def audio_path(self) -> Path | None:
+        """The input file to copy sound from (a video file; copied when it has a sound track), else None."""
+        return None
+
     def __iter__(self) -> Iterator[Frame]:
         frames = self._frames()
-        return self._paced(frames) if self.realtime else frames
+        while True:
+            started = time.perf_counter()
+            frame = next(frames, None)
+            if frame is None:
+                return
+            frame.capture_ms = (time.perf_counter() - started) * 1000
+            yield frame
 
     def _frames(self) -> Iterator[Frame]:
         raise NotImplementedError
 
-    def _paced(self, frames: Iterator[Frame]) -> Iterator[Frame]:
-        """Play a file like a camera: wait until each frame is due, and skip frames already a frame late."""
+    def close(self) -> None:
+        """Stop the frames, from any thread: a wait for the next frame ends at once. Idempotent."""
+        self._closed.set()
+        with self._lock:
+            self._release()
+
+    def _release(self) -> None:
+        """Free the decoder or device; runs under the lock, possibly more than once."""
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        w, h = self.size
+        return f"<{type(self).__name__} {w}x{h} @ {self.fps:.3g} fps>"
+
+
+class Paced(Source):
+    """A file source played like a camera (``--realtime``): at its frame rate, dropping late frames.
+
+    Each frame waits until it is due; one already more than a frame late is skipped and counted in
+    ``dropped``, so the run keeps the clip's clock however slow the machine.
+    """
+
+    live = True
+
+    def __init__(self, source: Source):
+        super().__init__()
+        self.source = source
+        self.fps, self.size, self.path = source.fps, source.size, source.path
+        self.frame_count = source.frame_count
+        self.temporal, self.single_image = source.temporal, source.single_image
+        self.dropped = 0
+
+    @property
+    def audio_path(self) -> Path | None:
+        return self.source.audio_path
+
+    def _frames(self) -> Iterator[Frame]:
         start: float | None = None
         interval = 1.0 / self.fps
         index = 0
-        for frame in frames:
+        for frame in self.source:
             due = frame.pts if frame.pts is not None else frame.index * interval
             now = time.perf_counter()
             if start is None:
@@ -92,17 +150,11 @@ class Source:
             yield frame
 
     def close(self) -> None:
-        self._closed.set()
-
-    def __enter__(self) -> Source:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        super().close()
+        self.source.close()
 
     def __repr__(self) -> str:
-        w, h = self.size
-        return f"<{type(self).__name__} {self.kind} {w}x{h} @ {self.fps:.3g} fps>"
+        return f"<Paced {self.source!r}>"
 
 
 # ----------------------------------------------------------------------------------------------- camera
@@ -137,8 +189,8 @@ def _camera_hint() -> str:
 class CameraSource(Source):
     """A webcam or capture device via OpenCV; frames are live and a slow consumer only ever sees new ones."""
 
-    kind = "camera"
     live = True
+    temporal = True
 
     def __init__(self, camera: str | int, size: tuple[int, int] | None = None, fps: float | None = None):
         super().__init__()
@@ -197,10 +249,8 @@ class CameraSource(Source):
             index += 1
             image = None
 
-    def close(self) -> None:
-        super().close()
-        with self._lock:
-            self._cap.release()
+    def _release(self) -> None:
+        self._cap.release()
 
 
 def _request(cap: cv2.VideoCapture, size: tuple[int, int] | None, fps: float | None) -> None:
@@ -229,7 +279,7 @@ def as_bgr(image: np.ndarray) -> np.ndarray:
 class VideoSource(Source):
     """A video file decoded with PyAV; opening decodes the first frame so bad files fail before any work."""
 
-    kind = "video"
+    temporal = True
 
     def __init__(self, path: Path, size: tuple[int, int] | None = None):
         super().__init__()
@@ -307,11 +357,13 @@ class VideoSource(Source):
                 return
             yield frame
 
-    def close(self) -> None:
-        super().close()
-        with self._lock:
-            self._decoded.close()
-            self._container.close()
+    @property
+    def audio_path(self) -> Path | None:
+        return self.path
+
+    def _release(self) -> None:
+        self._decoded.close()
+        self._container.close()
 
 
 def _time(packet: av.Packet) -> float:
@@ -359,16 +411,15 @@ def _fit(image: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
     return cv2.resize(image, tuple(size), interpolation=cv2.INTER_AREA)
 
 
-class ImageSource(Source):
-    """Still images: one file (kind "image") or a folder of independent photos (kind "folder")."""
+class _ImageFiles(Source):
+    """Image files read one by one; an unreadable one after the first is skipped with a warning."""
 
-    def __init__(self, paths: list[Path], kind: str, size: tuple[int, int] | None = None):
+    def __init__(self, paths: list[Path], size: tuple[int, int] | None = None):
         super().__init__()
-        self.kind = kind
         self.paths = paths
         self.frame_count = len(paths)
         self._resize = size
-        self._first = self._read(paths[0], fatal=kind == "image")
+        self._first = self._read(paths[0], fatal=self.single_image)
         h, w = self._first.shape[:2] if self._first is not None else (0, 0)
         self.size = (w, h)
 
@@ -398,11 +449,26 @@ class ImageSource(Source):
         return None
 
 
-class SequenceSource(ImageSource):
-    """A folder of numbered images played as video: constant size and a frame rate, so it can become a clip."""
+class ImageSource(_ImageFiles):
+    """One photo: a single frame, written back as one image."""
+
+    single_image = True
+
+    def __init__(self, path: Path, size: tuple[int, int] | None = None):
+        super().__init__([path], size)
+
+
+class FolderSource(_ImageFiles):
+    """A folder of independent photos, each at its own size, written back as a folder."""
+
+
+class SequenceSource(_ImageFiles):
+    """A folder of numbered images played as video: one size and a frame rate, so it can become a clip."""
+
+    temporal = True
 
     def __init__(self, paths: list[Path], size: tuple[int, int] | None = None, fps: float | None = None):
-        super().__init__(paths, "sequence", size)
+        super().__init__(paths, size)
         if self._first is None:
             raise UserError(f"{paths[0]}: first image of the sequence is unreadable; check the file")
         self._resize = self.size  # later frames of another size are scaled to the first one
@@ -438,10 +504,8 @@ def open_source(
     if input is None:
         return CameraSource(0 if camera is None else camera, size, fps)
     source = _open_file(Path(input).expanduser(), sequence, size, fps)
-    if realtime and source.kind in ("video", "sequence"):
-        source.realtime = True
-        source.live = True
-    return source
+    # photos have no clock to keep: --realtime paces only videos and sequences
+    return Paced(source) if realtime and source.temporal else source
 
 
 def _open_file(path: Path, sequence: bool, size: tuple[int, int] | None, fps: float | None) -> Source:
@@ -449,9 +513,9 @@ def _open_file(path: Path, sequence: bool, size: tuple[int, int] | None, fps: fl
         raise UserError(f"{path}: no such file or folder; check the --input path")
     if path.is_dir():
         paths = _folder_images(path)
-        return SequenceSource(paths, size, fps) if sequence else ImageSource(paths, "folder", size)
+        return SequenceSource(paths, size, fps) if sequence else FolderSource(paths, size)
     if path.suffix.lower() in IMAGE_EXTENSIONS:
-        return ImageSource([path], "image", size)
+        return ImageSource(path, size)
     if path.stat().st_size == 0:
         raise UserError(f"{path}: file is empty; check the --input path")
     return VideoSource(path, size)
@@ -460,91 +524,16 @@ def _open_file(path: Path, sequence: bool, size: tuple[int, int] | None, fps: fl
 # ----------------------------------------------------------------------------------------------- reader
 
 
-class ThreadedReader:
-    """Capture on a thread so decoding or camera waits overlap with inference.
+def reader(source: Source, depth: int = 4) -> Stage[Frame, Frame]:
+    """Capture on a thread so decoding or camera waits overlap with inference; ``stop()`` closes ``source``.
 
-    Live sources keep only the newest frame (older ones are dropped and counted), so latency never
-    builds up behind a slow consumer; file sources block instead, so no frame is ever lost.
+    Live sources keep only the newest frame (older ones are dropped and counted in the stage's
+    ``dropped``), so latency never builds up behind a slow consumer; file sources block instead, so
+    no frame is ever lost.
     """
+    policy, maxsize = (QueuePolicy.LATEST, 1) if source.live else (QueuePolicy.BLOCK, depth)
+    return Stage(_same, source, maxsize=maxsize, policy=policy, name="deepbg-capture", on_stop=source.close)
 
-    def __init__(self, source: Source, maxsize: int = 4):
-        self.source = source
-        self._live = source.live
-        self._maxsize = 1 if self._live else max(1, maxsize)
-        self._buffer: deque[Frame] = deque()
-        self._cond = threading.Condition()
-        self._done = False
-        self._stopped = False
-        self._error: BaseException | None = None
-        self._dropped = 0
-        self._thread = threading.Thread(target=self._run, name="deepbg-capture", daemon=True)
-        self._thread.start()
 
-    @property
-    def dropped(self) -> int:
-        """Frames lost to lag: replaced here before the consumer took them, or skipped late by the source."""
-        return self._dropped + getattr(self.source, "dropped", 0)
-
-    def _run(self) -> None:
-        try:
-            frames = iter(self.source)
-            while True:
-                started = time.perf_counter()
-                frame = next(frames, None)
-                if frame is None:
-                    break
-                frame.capture_ms = (time.perf_counter() - started) * 1000
-                if not self._put(frame):
-                    break
-        except BaseException as exc:  # handed to the consumer, who decides what is fatal
-            self._error = exc
-        finally:
-            with self._cond:
-                self._done = True
-                self._cond.notify_all()
-
-    def _put(self, frame: Frame) -> bool:
-        with self._cond:
-            if self._live:
-                while len(self._buffer) >= self._maxsize:
-                    self._buffer.popleft()
-                    self._dropped += 1
-            else:
-                while len(self._buffer) >= self._maxsize and not self._stopped:
-                    self._cond.wait()
-            if self._stopped:
-                return False
-            self._buffer.append(frame)
-            self._cond.notify_all()
-            return True
-
-    def __iter__(self) -> Iterator[Frame]:
-        while True:
-            with self._cond:
-                while not self._buffer and not self._done and not self._stopped:
-                    self._cond.wait(0.1)  # a timeout keeps Ctrl-C responsive on Windows
-                if self._stopped:
-                    return
-                if not self._buffer:
-                    if self._error is not None:
-                        raise self._error
-                    return
-                frame = self._buffer.popleft()
-                self._cond.notify_all()
-            yield frame
-
-    def stop(self) -> None:
-        """End the thread promptly: wake it if blocked on a full queue, and stop the source's pacing."""
-        with self._cond:
-            self._stopped = True
-            self._buffer.clear()
-            self._cond.notify_all()
-        self.source._closed.set()
-        if self._thread is not threading.current_thread():
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> ThreadedReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+def _same(frame: Frame) -> Frame:
+    return frame

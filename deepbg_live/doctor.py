@@ -47,8 +47,6 @@ def _gui_in_fresh_process() -> bool:
 
 def report() -> list[tuple[str, bool, str]]:
     """(check, passed, detail) for each part of the installation."""
-    import os
-
     import numpy
 
     rows = [("numpy", True, numpy.__version__)]
@@ -69,15 +67,17 @@ def report() -> list[tuple[str, bool, str]]:
     cuda = torch.cuda.is_available()
     rows.append(("torch", True, torch.__version__))
     rows.append(("CUDA GPU", cuda, torch.cuda.get_device_name(0) if cuda else "none; --device cpu is used"))
-    display = sys.platform != "linux" or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    from deepbg_live.outputs.preview import display_available
+
+    display = display_available()
     rows.append(
         (
             "display for the preview window",
             display,
-            "found" if display else "none; use --no-window or xvfb-run",
+            "found" if display else "none (Wayland needs XWayland); use --no-window or xvfb-run",
         )
     )
-    from deepbg_live.engine import DEFAULT_WEIGHTS
+    from deepbg_live.model_files import DEFAULT_WEIGHTS
 
     rows.append(("shipped model weights", DEFAULT_WEIGHTS.exists(), str(DEFAULT_WEIGHTS)))
     rows.append(_cpu_precision_row())
@@ -88,13 +88,13 @@ def _cpu_precision_row() -> tuple[str, bool, str]:
     """Whether the default model really runs in int8 on this CPU (what users get, not a file check)."""
     import warnings
 
-    from deepbg_live.engine import Segmenter
     from deepbg_live.errors import UserError
+    from deepbg_live.runtimes import open_runtime
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a stale int8 file is reported in the row instead
-            precision = Segmenter(device="cpu").precision
+            precision = open_runtime(device="cpu").precision
     except UserError as error:
         return ("int8 CPU model", False, str(error))
     if precision == "int8":

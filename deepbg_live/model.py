@@ -22,9 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# ImageNet statistics, applied to RGB in [0, 1]. The only place normalisation is defined.
-NORM_MEAN = (0.485, 0.456, 0.406)
-NORM_STD = (0.229, 0.224, 0.225)
+from deepbg_live.preprocess import NORM_MEAN, NORM_STD
 
 
 class Block(str, Enum):

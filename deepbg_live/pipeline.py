@@ -1,26 +1,27 @@
 """The video loop: capture → segmentation → refinement and compositing → outputs.
 
-Each arrow is a bounded queue between threads, so the stages overlap on a multi-core CPU
-(OpenCV, ONNX Runtime, torch and PyAV release the GIL while they work). Queues are short for
+Each arrow is a ``Stage``: a thread feeding a bounded queue, so the stages overlap on a multi-core
+CPU (OpenCV, ONNX Runtime, torch and PyAV release the GIL while they work). Queues are short for
 live sources, so latency never builds up; file sources never drop a frame.
 """
 
 from __future__ import annotations
 
-import queue
-import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 
 import numpy as np
 
-from deepbg_live.capture import Frame, Source, ThreadedReader
+from deepbg_live.capture import Frame, Source, reader
 from deepbg_live.composite import Background, composite, mask_view, with_alpha
 from deepbg_live.engine import Segmenter
+from deepbg_live.outputs import Sink
 from deepbg_live.refine import EdgeRefiner
 from deepbg_live.smoothing import TemporalSmoother
+from deepbg_live.stages import Stage
 
 STAGES = ("capture", "preprocess", "inference", "smoothing", "refine", "composite", "output")
 HISTORY = 20_000  # timings kept per stage: enough for percentiles, bounded for hours-long sessions
@@ -63,58 +64,19 @@ class Stats:
         return out
 
 
+class OutputMode(Enum):
+    """What the outputs receive."""
+
+    COMPOSITE = "composite"  # the person over the new background (BGR)
+    TRANSPARENT = "transparent"  # the person with an alpha channel (BGRA)
+    MASK = "mask"  # the alpha itself, for checking the segmentation
+
+
 @dataclass
 class Result:
     frame: Frame
     image: np.ndarray  # what the outputs receive: composited BGR, BGRA, or the mask view
     alpha: np.ndarray
-
-
-_DONE = object()
-
-
-class Worker(threading.Thread):
-    """Applies ``fn`` to each item of ``upstream`` in its own thread, into a bounded queue."""
-
-    def __init__(self, fn: Callable, upstream: Iterable, maxsize: int, stop: threading.Event, name: str):
-        super().__init__(name=name, daemon=True)
-        self.fn, self.upstream, self.stop_event = fn, upstream, stop
-        self.queue: queue.Queue = queue.Queue(maxsize)
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            for item in self.upstream:
-                if self.stop_event.is_set() or not self._put(self.fn(item)):
-                    break
-        except BaseException as error:  # re-raised in the consumer's thread
-            self.error = error
-        finally:
-            self._put(_DONE, force=True)
-
-    def _put(self, item: object, force: bool = False) -> bool:
-        while not self.stop_event.is_set() or force:
-            try:
-                self.queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                if force and self.stop_event.is_set():
-                    return False
-        return False
-
-    def __iter__(self) -> Iterator:
-        while True:
-            try:
-                item = self.queue.get(timeout=0.1)
-            except queue.Empty:
-                if self.stop_event.is_set() and not self.is_alive():
-                    return
-                continue
-            if item is _DONE:
-                if self.error is not None:
-                    raise self.error
-                return
-            yield item
 
 
 class Pipeline:
@@ -128,10 +90,10 @@ class Pipeline:
         self,
         segmenter: Segmenter,
         background: Background,
-        sinks: Sequence = (),
+        sinks: Sequence[Sink] = (),
         smoother: TemporalSmoother | None = None,
         refiner: EdgeRefiner | None = None,
-        mode: str = "composite",  # "composite", "transparent" or "mask"
+        mode: OutputMode = OutputMode.COMPOSITE,
     ):
         self.segmenter = segmenter
         self.background = background
@@ -158,9 +120,9 @@ class Pipeline:
         t = time.perf_counter()
         alpha = self.refiner(prob, frame.image)
         t = self.stats.add("refine", t)
-        if self.mode == "transparent":
+        if self.mode is OutputMode.TRANSPARENT:
             image = with_alpha(frame.image, alpha)
-        elif self.mode == "mask":
+        elif self.mode is OutputMode.MASK:
             image = mask_view(alpha)
         else:
             image = composite(frame.image, alpha, self.background.render(frame.image))
@@ -178,35 +140,24 @@ class Pipeline:
         self.stats.latencies.append((time.perf_counter() - result.frame.captured_at) * 1000)
         self.stats.frames += 1
 
-    def results(
-        self, source: Source, stop: threading.Event
-    ) -> tuple[ThreadedReader, list[Worker], Iterator[Result]]:
-        """Start the capture, segmentation and compositing threads; iterate their results."""
-        depth = 1 if source.live else 4
-        reader = ThreadedReader(source, maxsize=depth)
-        captured = self._timed_capture(reader)
-        segmented = Worker(self.segment, captured, depth, stop, "segment")
-        composed = Worker(self.compose, segmented, depth, stop, "compose")
-        segmented.start()
-        composed.start()
-        return reader, [segmented, composed], iter(composed)
-
-    def _timed_capture(self, reader: ThreadedReader) -> Iterator[Frame]:
-        for frame in reader:
-            self.stats.stages["capture"].append(frame.capture_ms)
-            yield frame
+    def _segment_captured(self, frame: Frame) -> tuple[Frame, np.ndarray]:
+        self.stats.stages["capture"].append(frame.capture_ms)
+        return self.segment(frame)
 
     def run(
         self, source: Source, progress: bool = False, controller: Callable[[Result], bool] | None = None
     ) -> Stats:
         """Stream ``source`` to the outputs until it ends, ``controller`` returns False, or Ctrl-C.
 
-        The outputs are always closed on the way out, so files are finalised and playable.
+        ``source`` is played once and closed on the way out; no thread outlives the call. The outputs
+        stay open: whoever built them closes them (``with``), so files are finalised.
         """
         self.stats = Stats()
-        stop = threading.Event()
-        reader, workers, results = self.results(source, stop)
         bar = _progress_bar(source, progress)
+        depth = 1 if source.live else 4
+        capture = reader(source, depth)
+        segmented = Stage(self._segment_captured, capture, maxsize=depth, name="segment")
+        results = Stage(self.compose, segmented, maxsize=depth, name="compose")
         try:
             for result in results:
                 self.emit(result)
@@ -214,17 +165,12 @@ class Pipeline:
                 if controller is not None and not controller(result):
                     break
         finally:
-            stop.set()
-            reader.stop()
-            # A worker still inside ONNX Runtime when the interpreter exits makes its C++ runtime
-            # abort ("terminate called without an active exception") after Ctrl-C.
-            for worker in workers:
-                worker.join(timeout=5)
-            self.stats.dropped = reader.dropped
+            # Stopping the last stage stops the chain back to the source and joins every thread: one
+            # still inside ONNX Runtime at interpreter exit would abort the process after Ctrl-C.
+            results.stop()
+            self.stats.dropped = capture.dropped + source.dropped
             self.stats.finished = time.perf_counter()
             bar.close()
-            for sink in self.sinks:
-                sink.close()
         return self.stats
 
 

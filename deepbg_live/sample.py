@@ -7,17 +7,18 @@ quiet tone so that audio passthrough can be seen (heard) working.
 
 from __future__ import annotations
 
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
+
+from deepbg_live.outputs.video import write_clip
 
 PORTRAIT = Path(__file__).parent / "samples" / "astronaut.jpg"
 SAMPLE_SIZE = (640, 480)
 SAMPLE_FPS = 30
 AUDIO_RATE = 44100
+TONE_HZ = 330
 
 
 def sample_frame(index: int, size: tuple[int, int] = SAMPLE_SIZE, fps: int = SAMPLE_FPS) -> np.ndarray:
@@ -36,33 +37,13 @@ def sample_frame(index: int, size: tuple[int, int] = SAMPLE_SIZE, fps: int = SAM
 
 def make_sample_clip(path: str | Path, seconds: float = 5.0, size: tuple[int, int] = SAMPLE_SIZE) -> Path:
     """Write the sample as an H.264 + AAC mp4 and return its path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frames = round(seconds * SAMPLE_FPS)
-    with av.open(str(path), "w") as container:
-        video = container.add_stream("libx264", rate=Fraction(SAMPLE_FPS))
-        video.width, video.height, video.pix_fmt = size[0], size[1], "yuv420p"
-        audio = container.add_stream("aac", rate=AUDIO_RATE)
-        audio.layout = "mono"
-        for index in range(frames):
-            frame = av.VideoFrame.from_ndarray(sample_frame(index, size), format="bgr24")
-            container.mux(video.encode(frame))
-        container.mux(video.encode())
-        _write_tone(container, audio, seconds)
-    return path
+    frames = (sample_frame(index, size) for index in range(round(seconds * SAMPLE_FPS)))
+    return write_clip(path, frames, size, SAMPLE_FPS, audio=_tone(seconds), audio_rate=AUDIO_RATE)
 
 
-def _write_tone(container: av.container.OutputContainer, stream: av.AudioStream, seconds: float) -> None:
-    samples = round(seconds * AUDIO_RATE)
-    t = np.arange(samples) / AUDIO_RATE
-    wave = (0.2 * np.sin(2 * np.pi * 330 * t)).astype(np.float32)
-    chunk = 1024
-    for start in range(0, samples, chunk):
-        block = av.AudioFrame.from_ndarray(wave[None, start : start + chunk], format="fltp", layout="mono")
-        block.sample_rate = AUDIO_RATE
-        block.pts = start
-        container.mux(stream.encode(block))
-    container.mux(stream.encode())
+def _tone(seconds: float) -> np.ndarray:
+    t = np.arange(round(seconds * AUDIO_RATE)) / AUDIO_RATE
+    return (0.2 * np.sin(2 * np.pi * TONE_HZ * t)).astype(np.float32)
 
 
 _cache: dict[str, np.ndarray] = {}

@@ -10,8 +10,8 @@ import os
 import shutil
 import struct
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 # cv2 must be loaded before av: PyAV bundles its own libxcb, and if that one is loaded first
@@ -20,6 +20,8 @@ import cv2  # isort: split
 
 import av
 import numpy as np
+
+from deepbg_live.outputs.video import write_clip
 
 BACKGROUND_BGR = (40, 160, 40)  # green
 SQUARE_BGR = (30, 30, 220)  # red
@@ -52,56 +54,24 @@ def make_clip(
     fps: float = 30,
     audio: bool = True,
     *,
-    codec: str = "libx264",
-    audio_codec: str | None = None,
     noise: float = 0.0,
 ) -> Path:
-    """Write a short clip (H.264 + AAC by default) with a moving square and, optionally, a sine tone.
+    """Write a short clip (H.264 + AAC in .mp4/.mkv) with a moving square and, optionally, a sine tone.
 
     ``noise`` (pixel std-dev) adds texture so encoders and decoders work at a realistic bitrate
     (benchmarks); tests leave it at 0 so frames stay comparable with ``clip_frame``.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rate = Fraction(fps).limit_denominator(1001)
     rng = np.random.default_rng(0)
-    with av.open(str(path), "w") as out:
-        video = out.add_stream(codec, rate=rate)
-        video.width, video.height = size
-        video.pix_fmt = "yuv420p"
-        if codec == "libx264":
-            video.options = {"preset": "ultrafast"}
-        sound = None
-        if audio:
-            sound = out.add_stream(audio_codec or _default_audio_codec(path), rate=AUDIO_RATE, layout="mono")
+
+    def images() -> Iterator[np.ndarray]:
         for i in range(frames):
             img = clip_frame(i, size, frames)
             if noise:
                 img = np.clip(img + rng.normal(0, noise, img.shape), 0, 255).astype(np.uint8)
-            frame = av.VideoFrame.from_ndarray(img, format="bgr24")
-            frame.pts = i
-            frame.time_base = 1 / rate
-            out.mux(video.encode(frame))
-        out.mux(video.encode())
-        if sound is not None:
-            _write_tone(out, sound, frames / float(rate))
-    return path
+            yield img
 
-
-def _default_audio_codec(path: Path) -> str:
-    return "libopus" if path.suffix.lower() == ".webm" else "aac"
-
-
-def _write_tone(out: av.container.OutputContainer, sound: av.AudioStream, seconds: float) -> None:
-    total = round(seconds * AUDIO_RATE)
-    for start in range(0, total, 1024):
-        n = min(1024, total - start)
-        frame = av.AudioFrame.from_ndarray(tone(n, start)[None, :], format="fltp", layout="mono")
-        frame.sample_rate = AUDIO_RATE
-        frame.pts = start
-        frame.time_base = Fraction(1, AUDIO_RATE)
-        out.mux(sound.encode(frame))
-    out.mux(sound.encode())
+    sound = tone(round(frames / fps * AUDIO_RATE)) if audio else None
+    return write_clip(path, images(), size, fps, audio=sound, audio_rate=AUDIO_RATE, preset="ultrafast")
 
 
 def make_image(

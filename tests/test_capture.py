@@ -1,4 +1,4 @@
-"""Frame sources and the threaded reader: what the pipeline can rely on from each kind of input."""
+"""Frame sources and the capture thread: what the pipeline can rely on from each kind of input."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from deepbg_live import capture
-from deepbg_live.capture import Frame, Source, ThreadedReader, open_source
+from deepbg_live.capture import Frame, Paced, Source, open_source, reader
 from deepbg_live.errors import UserError
 
 from . import media
@@ -31,8 +31,9 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_video_file_source_reads_every_frame_with_pts_fps_and_size(clip: Path) -> None:
     with open_source(input=clip) as source:
         frames = list(source)
-        assert (source.kind, source.fps, source.size, source.frame_count) == ("video", FPS, SIZE, FRAMES)
-        assert source.path == clip and not source.live
+        assert (source.fps, source.size, source.frame_count) == (FPS, SIZE, FRAMES)
+        assert source.temporal and not source.single_image and not source.live
+        assert source.path == clip and source.audio_path == clip  # its sound can be carried over
     assert [f.index for f in frames] == list(range(FRAMES))
     assert [f.pts for f in frames] == pytest.approx([i / FPS for i in range(FRAMES)], abs=1e-3)
     assert all(f.image.shape == (240, 320, 3) and f.image.dtype == np.uint8 for f in frames)
@@ -48,7 +49,9 @@ def test_video_file_source_scales_frames_to_a_requested_size(clip: Path) -> None
 
 def test_realtime_video_is_paced_at_its_frame_rate_like_a_camera(clip: Path) -> None:
     with open_source(input=clip, realtime=True) as source:
-        assert source.live
+        assert isinstance(source, Paced) and source.live
+        assert (source.fps, source.size, source.frame_count) == (FPS, SIZE, FRAMES)
+        assert source.temporal and source.audio_path == clip  # still a video with its sound
         start = time.perf_counter()
         frames = list(source)
         elapsed = time.perf_counter() - start
@@ -56,17 +59,37 @@ def test_realtime_video_is_paced_at_its_frame_rate_like_a_camera(clip: Path) -> 
     assert 0.85 <= elapsed <= 1.6  # 30 frames at 30 fps: about one second, not as fast as decoding allows
 
 
+def test_realtime_video_drops_frames_it_is_already_late_for(clip: Path) -> None:
+    with open_source(input=clip, realtime=True) as source:
+        got = []
+        for frame in source:
+            got.append(frame)
+            time.sleep(0.1)  # a consumer at 10 fps pulling straight from a 30 fps source
+    assert source.dropped > 0 and len(got) + source.dropped == FRAMES
+    assert [f.index for f in got] == list(range(len(got)))  # renumbered in delivery order
+    pts = [f.pts for f in got]
+    assert pts == sorted(pts) and pts[-1] > 0.8  # the run kept the clip's clock
+
+
+def test_realtime_does_not_apply_to_photos(tmp_path: Path) -> None:
+    path = media.make_image(tmp_path / "photo.png")
+    with open_source(input=path, realtime=True) as source:
+        assert not isinstance(source, Paced) and not source.live
+        assert len(list(source)) == 1
+
+
 def test_realtime_reader_keeps_only_the_newest_frame_when_the_consumer_is_slow(clip: Path) -> None:
     with open_source(input=clip, realtime=True) as source:
-        reader = ThreadedReader(source)
+        stage = reader(source)
         start = time.perf_counter()
         got = []
-        for frame in reader:
+        for frame in stage:
             got.append(frame)
             time.sleep(0.1)  # a consumer at 10 fps behind a 30 fps source
         elapsed = time.perf_counter() - start
-    assert reader.dropped > 0
-    assert len(got) + reader.dropped == FRAMES
+    dropped = stage.dropped + source.dropped  # replaced in the queue, or skipped late by the source
+    assert dropped > 0
+    assert len(got) + dropped == FRAMES
     assert elapsed < 1.6  # lag never built up: the run took the clip's duration, not 30 x 0.1 s
     pts = [f.pts for f in got]
     assert pts == sorted(pts) and pts[-1] > 0.8  # what arrived is recent and in order
@@ -74,39 +97,53 @@ def test_realtime_reader_keeps_only_the_newest_frame_when_the_consumer_is_slow(c
 
 def test_file_reader_never_drops_a_frame_even_when_the_consumer_is_slow(clip: Path) -> None:
     with open_source(input=clip) as source:
-        reader = ThreadedReader(source, maxsize=2)
+        stage = reader(source, depth=2)
         got = []
-        for frame in reader:
+        for frame in stage:
             got.append(frame.index)
+            assert frame.capture_ms >= 0
             time.sleep(0.005)
-    assert got == list(range(FRAMES)) and reader.dropped == 0
+    assert got == list(range(FRAMES)) and stage.dropped == 0 and source.dropped == 0
 
 
 def test_stop_ends_a_reader_thread_blocked_on_a_full_queue(clip: Path) -> None:
     with open_source(input=clip) as source:
-        reader = ThreadedReader(source, maxsize=1)
-        next(iter(reader))
+        stage = reader(source, depth=1)
+        next(iter(stage))
         time.sleep(0.2)  # the thread is now waiting for room in the queue
         start = time.perf_counter()
-        reader.stop()
-        reader.stop()  # idempotent
-        assert time.perf_counter() - start < 1 and not reader._thread.is_alive()
-        assert list(reader) == []
+        stage.stop()
+        stage.stop()  # idempotent
+        assert time.perf_counter() - start < 1 and not stage.running
+        assert list(stage) == []
 
 
 def test_stop_ends_a_reader_thread_waiting_for_a_slow_realtime_frame(tmp_path: Path) -> None:
     for i in range(3):
         media.make_image(tmp_path / f"{i}.png")
     with open_source(input=tmp_path, sequence=True, realtime=True, fps=0.2) as source:  # a frame every 5 s
-        reader = ThreadedReader(source)
-        next(iter(reader))
+        stage = reader(source)
+        next(iter(stage))
         start = time.perf_counter()
-        reader.stop()
-        assert time.perf_counter() - start < 1 and not reader._thread.is_alive()
+        stage.stop()
+        assert time.perf_counter() - start < 1 and not stage.running
+
+
+def test_closing_a_source_from_another_thread_ends_its_pacing_wait_at_once(tmp_path: Path) -> None:
+    for i in range(3):
+        media.make_image(tmp_path / f"{i}.png")
+    with open_source(input=tmp_path, sequence=True, realtime=True, fps=0.2) as source:
+        frames = iter(source)
+        next(frames)
+        threading.Timer(0.2, source.close).start()
+        start = time.perf_counter()
+        assert list(frames) == []  # the wait for the second frame ended with the close
+        assert time.perf_counter() - start < 1
+        source.close()  # idempotent
 
 
 class _FailingSource(Source):
-    kind = "video"
+    temporal = True
 
     def _frames(self) -> Iterator[Frame]:
         for i in range(2):
@@ -115,10 +152,9 @@ class _FailingSource(Source):
 
 
 def test_reader_delivers_buffered_frames_then_reraises_the_capture_error() -> None:
-    reader = ThreadedReader(_FailingSource())
     got = []
-    with pytest.raises(UserError, match="disk vanished"):
-        for frame in reader:
+    with pytest.raises(UserError, match="disk vanished"), reader(_FailingSource()) as stage:
+        for frame in stage:
             got.append(frame.index)
     assert got == [0, 1]
 
@@ -184,7 +220,8 @@ def test_image_file_gives_one_frame_named_after_the_file(tmp_path: Path) -> None
     path = media.make_image(tmp_path / "portrait.jpg", size=(64, 48), color=(0, 0, 255))
     with open_source(input=path) as source:
         frames = list(source)
-        assert (source.kind, source.size, source.frame_count) == ("image", (64, 48), 1)
+        assert (source.size, source.frame_count) == ((64, 48), 1)
+        assert source.single_image and not source.temporal and source.audio_path is None
     assert len(frames) == 1 and frames[0].name == "portrait" and frames[0].pts is None
     assert frames[0].image[10, 10].tolist() == pytest.approx([0, 0, 255], abs=3)
 
@@ -206,7 +243,7 @@ def test_folder_gives_its_photos_in_natural_name_order_with_their_own_sizes(
     (tmp_path / "img5.png").write_bytes(b"corrupt")
     with caplog.at_level(logging.WARNING), open_source(input=tmp_path) as source:
         frames = list(source)
-        assert source.kind == "folder" and not source.live
+        assert not (source.single_image or source.temporal or source.live)  # independent photos
     assert [f.name for f in frames] == ["img1", "img2", "img10"]
     assert [f.image.shape[:2] for f in frames] == [(40, 50), (30, 40), (20, 30)]
     assert [f.index for f in frames] == [0, 1, 2]
@@ -218,7 +255,8 @@ def test_folder_as_sequence_is_video_with_a_frame_rate_and_one_size(tmp_path: Pa
         media.make_image(tmp_path / f"frame_{i:03d}.png", size=(64, 48) if i != 1 else (32, 24))
     with open_source(input=tmp_path, sequence=True) as source:
         frames = list(source)
-        assert (source.kind, source.fps, source.size) == ("sequence", 30.0, (64, 48))
+        assert (source.fps, source.size) == (30.0, (64, 48))
+        assert source.temporal and not source.single_image and source.audio_path is None
     assert [f.image.shape for f in frames] == [(48, 64, 3)] * 3
     assert [f.pts for f in frames] == pytest.approx([0, 1 / 30, 2 / 30])
     assert [f.name for f in frames] == ["frame_000", "frame_001", "frame_002"]
@@ -294,7 +332,8 @@ def test_camera_frames_are_live_without_pts_and_a_lost_camera_is_a_user_error(
 ) -> None:
     monkeypatch.setattr(capture.cv2, "VideoCapture", _FakeCapture)
     with open_source(camera="1") as source:
-        assert (source.kind, source.live, source.size, source.fps) == ("camera", True, (64, 48), 25.0)
+        assert (source.live, source.temporal, source.size, source.fps) == (True, True, (64, 48), 25.0)
+        assert isinstance(source, capture.CameraSource) and source.audio_path is None
         got = []
         with pytest.raises(UserError, match="camera 1 stopped"):
             for frame in source:

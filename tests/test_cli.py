@@ -307,10 +307,10 @@ def test_the_virtual_camera_receives_every_composited_frame(tmp_path, model, cli
 def test_the_picture_key_without_a_picture_says_how_to_get_one(capsys):
     from types import SimpleNamespace
 
-    from deepbg_live.cli import Hotkeys
+    from deepbg_live.hotkeys import Action, Hotkeys
 
     pipeline = SimpleNamespace(background="green")
     keys = Hotkeys(pipeline, window=None, user_backgrounds=[])
-    assert keys.handle("image") is True
+    assert keys.handle(Action.IMAGE) is True
     assert pipeline.background == "green"
     assert "--image FILE" in capsys.readouterr().err

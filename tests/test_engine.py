@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import io
 import json
+import subprocess
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -12,11 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from deepbg_live import engine
-from deepbg_live.engine import Segmenter, export_onnx, resolve_device
+from deepbg_live import model_files
+from deepbg_live.engine import Segmenter
 from deepbg_live.errors import UserError
+from deepbg_live.export import export_onnx
 from deepbg_live.geometry import long_side_size
 from deepbg_live.model import CONFIGS, build_model, normalise, save_weights
+from deepbg_live.runtimes import Backend, Precision, Runtime, onnx_runtime, open_runtime, resolve_device
 from evaluation.metrics import iou
 
 
@@ -117,9 +120,7 @@ def test_onnx_file_input_reads_long_side_from_metadata(model, tmp_path, ort_segm
 def test_export_to_memory_gives_dynamic_sizes(weights):
     import onnxruntime as ort
 
-    buffer = io.BytesIO()
-    export_onnx(build_model("realtime"), buffer)
-    session = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(export_onnx(build_model("realtime")), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["image"]
     assert [o.name for o in session.get_outputs()] == ["logits"]
     for h, w in [(108, 192), (144, 192), (37, 53)]:
@@ -139,17 +140,17 @@ def test_missing_model_file_is_a_user_error(tmp_path):
 
 
 def test_missing_default_weights_say_how_to_fix_it(tmp_path, monkeypatch):
-    monkeypatch.setattr(engine, "DEFAULT_WEIGHTS", tmp_path / "realtime.safetensors")
+    monkeypatch.setattr(model_files, "DEFAULT_WEIGHTS", tmp_path / "realtime.safetensors")
     with pytest.raises(UserError, match="--model"):
         Segmenter(device="cpu")
 
 
 def test_a_shipped_model_can_be_named_instead_of_given_as_a_path():
-    assert engine.DEFAULT_WEIGHTS.stem in engine.shipped_models()
-    for name in engine.shipped_models():
-        assert engine.model_path(name) == engine.WEIGHTS_DIR / f"{name}.safetensors"
-    assert engine.model_path(None) == engine.DEFAULT_WEIGHTS
-    assert engine.model_path("my/own.onnx") == Path("my/own.onnx")
+    assert model_files.DEFAULT_WEIGHTS.stem in model_files.shipped_models()
+    for name in model_files.shipped_models():
+        assert model_files.model_path(name) == model_files.WEIGHTS_DIR / f"{name}.safetensors"
+    assert model_files.model_path(None) == model_files.DEFAULT_WEIGHTS
+    assert model_files.model_path("my/own.onnx") == Path("my/own.onnx")
 
 
 def test_a_file_that_is_not_a_model_is_a_user_error(tmp_path):
@@ -187,11 +188,11 @@ def test_auto_device_picks_what_exists():
 
 @pytest.fixture(scope="module")
 def astronaut() -> np.ndarray:
-    return cv2.imread(str(Path(engine.__file__).parent / "samples" / "astronaut.jpg"))
+    return cv2.imread(str(Path(model_files.__file__).parent / "samples" / "astronaut.jpg"))
 
 
 def shipped_int8() -> Path:
-    return engine.DEFAULT_WEIGHTS.with_name(engine.DEFAULT_WEIGHTS.stem + engine.INT8_SUFFIX)
+    return model_files.DEFAULT_WEIGHTS.with_name(model_files.DEFAULT_WEIGHTS.stem + model_files.INT8_SUFFIX)
 
 
 def test_the_shipped_model_runs_in_int8_on_a_cpu_by_default():
@@ -204,7 +205,7 @@ def test_the_shipped_int8_file_was_quantised_from_the_shipped_weights():
 
     session = ort.InferenceSession(str(shipped_int8()), providers=["CPUExecutionProvider"])
     meta = session.get_modelmeta().custom_metadata_map
-    assert meta["weights_sha256"] == engine.weights_digest(engine.DEFAULT_WEIGHTS)
+    assert meta["weights_sha256"] == model_files.weights_digest(model_files.DEFAULT_WEIGHTS)
     assert meta["precision"] == "int8"
 
 
@@ -218,13 +219,15 @@ def test_flip_average_is_the_mean_of_the_frames_and_its_mirror_images_prediction
     assert np.abs(averaged - plain).mean() > 0.01, "an asymmetric network's mirror image changes the result"
 
 
-def test_int8_runs_at_the_weights_resolution_without_building_the_torch_network(monkeypatch):
-    def build_torch_network(path):
-        raise AssertionError("the int8 path built the torch network it does not run")
-
-    monkeypatch.setattr(engine, "_load_torch_model", build_torch_network)
-    segmenter = Segmenter(device="cpu")
-    assert (segmenter.precision, segmenter.long_side) == ("int8", CONFIGS["realtime"].long_side)
+def test_int8_runs_at_the_weights_resolution_without_building_the_torch_network():
+    # without torch imported at all, no torch network can have been built
+    script = (
+        "import sys; from deepbg_live.runtimes import open_runtime; runtime = open_runtime(device='cpu'); "
+        "print(runtime.precision, runtime.long_side, 'torch' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["int8", str(CONFIGS["realtime"].long_side), "False"]
 
 
 def test_int8_and_fp32_find_the_same_person_in_a_photo(astronaut):
@@ -243,7 +246,7 @@ def test_fp32_precision_leaves_the_int8_file_unused():
 def test_an_int8_file_made_from_other_weights_is_ignored_with_a_warning(weights, tmp_path):
     own = tmp_path / "m.safetensors"
     own.write_bytes(Path(weights).read_bytes())
-    (tmp_path / f"m{engine.INT8_SUFFIX}").write_bytes(shipped_int8().read_bytes())
+    (tmp_path / f"m{model_files.INT8_SUFFIX}").write_bytes(shipped_int8().read_bytes())
     with pytest.warns(UserWarning, match="other weights"):
         assert Segmenter(own, device="cpu").precision == "fp32"
     with pytest.raises(UserError, match="re-export it"):
@@ -270,3 +273,85 @@ def test_an_onnx_model_file_reports_its_own_precision():
 def test_an_unknown_precision_is_a_user_error():
     with pytest.raises(UserError, match="precision"):
         Segmenter(device="cpu", precision="fp8")
+
+
+# --- the runtime choice ---------------------------------------------------------------------------
+
+
+def test_a_stale_int8_file_gives_fp32_with_a_warning_and_is_never_loaded(weights, tmp_path, monkeypatch):
+    own = tmp_path / "m.safetensors"
+    own.write_bytes(Path(weights).read_bytes())
+    stale = shipped_int8().read_bytes()
+    (tmp_path / f"m{model_files.INT8_SUFFIX}").write_bytes(stale)
+    loaded = []
+    create_session = onnx_runtime.create_session
+
+    def recording_create_session(model, *args, **kwargs):
+        loaded.append(model)
+        return create_session(model, *args, **kwargs)
+
+    monkeypatch.setattr(onnx_runtime, "create_session", recording_create_session)
+    with pytest.warns(UserWarning, match="other weights"):
+        runtime = open_runtime(own, device="cpu")
+    assert (runtime.name, runtime.precision) == (Backend.ONNXRUNTIME, Precision.FP32)
+    assert len(loaded) == 1 and loaded[0] != stale
+
+
+def test_a_matching_int8_file_is_chosen_on_a_cpu_unless_fp32_is_asked_for():
+    assert open_runtime(device="cpu").precision == Precision.INT8
+    assert open_runtime(device="cpu", precision="fp32").precision == Precision.FP32
+    assert open_runtime(device="cpu", backend="torch-cpu").precision == Precision.FP32
+
+
+@pytest.mark.parametrize("backend", ["torch-cpu", "torch-cuda"])
+def test_an_onnx_file_refuses_the_torch_backends(backend):
+    with pytest.raises(UserError, match="cannot run an .onnx model"):
+        open_runtime(shipped_int8(), device="cpu", backend=backend)
+
+
+@pytest.mark.parametrize(
+    ("model", "kwargs", "message"),
+    [
+        (None, {"precision": "fp8"}, "unknown precision 'fp8'"),
+        (None, {"precision": "fp16"}, "unknown precision 'fp16'"),  # what a GPU runs, not a choice
+        (None, {"precision": "int8", "backend": "torch-cpu"}, "int8 runs only on the CPU with ONNX Runtime"),
+        ("int8-file", {"precision": "fp32"}, "is an int8 model, not fp32"),
+    ],
+)
+def test_precision_errors_say_what_to_do(model, kwargs, message):
+    with pytest.raises(UserError, match=message):
+        open_runtime(shipped_int8() if model else None, device="cpu", **kwargs)
+
+
+def test_constructing_a_segmenter_leaves_torchs_thread_count_alone(weights):
+    before = torch.get_num_threads()
+    for backend in ("torch-cpu", "onnxruntime"):
+        Segmenter(weights, device="cpu", backend=backend)
+        assert torch.get_num_threads() == before
+
+
+def test_a_segmenter_can_run_an_opened_runtime(weights, ort_segmenter, frame):
+    runtime = open_runtime(weights, device="cpu")
+    assert isinstance(runtime, Runtime)
+    segmenter = Segmenter(runtime, flip_average=True)
+    assert segmenter.runtime is runtime and segmenter.flip_average
+    assert segmenter.long_side == ort_segmenter.long_side
+    with pytest.raises(ValueError, match="already has"):
+        Segmenter(runtime, precision="int8")
+
+
+def test_onnx_metadata_is_read_without_a_session_as_onnx_runtime_reads_it(model):
+    import onnxruntime as ort
+
+    for data in (shipped_int8().read_bytes(), export_onnx(model)):
+        session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+        assert model_files.onnx_metadata(data) == dict(session.get_modelmeta().custom_metadata_map)
+    with pytest.raises(UserError, match="not an ONNX file"):
+        model_files.onnx_metadata(b"\xff" * 64)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_runs_fp16_and_agrees_with_the_cpu(weights, ort_segmenter, frame):
+    segmenter = Segmenter(weights, device="cuda")
+    assert (segmenter.backend, segmenter.precision) == ("torch-cuda", "fp16")
+    np.testing.assert_allclose(segmenter(frame), ort_segmenter(frame), atol=1e-2)

@@ -6,8 +6,8 @@ from dataclasses import replace
 import pytest
 import torch
 
-from deepbg_live.engine import WEIGHTS_DIR
 from deepbg_live.model import CONFIGS, UNet, build_model, count_parameters, load_weights, save_weights
+from deepbg_live.model_files import WEIGHTS_DIR
 
 
 @pytest.mark.parametrize("size", [(1, 1), (17, 31), (144, 192), (97, 256)])
@@ -144,3 +144,41 @@ def test_a_checkpoint_that_carries_code_is_refused_and_never_run(tmp_path, monke
     with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
         load_weights(path)
     assert not (tmp_path / "PWNED").exists()
+
+
+HOSTILE_CONFIGS = [dict(base=2048), dict(long_side=20000), dict(depth=40), dict(widths=[4096] * 5)]
+
+
+@pytest.mark.parametrize("overrides", HOSTILE_CONFIGS, ids=lambda o: next(iter(o)))
+def test_a_weights_file_asking_for_a_huge_network_is_refused_before_allocating(tmp_path, overrides):
+    import json
+    import subprocess
+    import sys
+
+    from safetensors.torch import save_file
+
+    config = {"name": "hostile", **overrides}
+    path = tmp_path / "hostile.safetensors"
+    save_file({}, str(path), metadata={"config": json.dumps(config)})
+    assert path.stat().st_size < 400
+    probe = (
+        "import resource, sys\n"
+        "from deepbg_live.model import load_weights\n"
+        "try:\n    load_weights(sys.argv[1])\nexcept ValueError as e:\n    print('refused:', e)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe, str(path)], capture_output=True, text=True, timeout=120
+    )
+    lines = out.stdout.strip().splitlines()
+    assert lines[0].startswith("refused: model config 'hostile' is out of range"), out.stdout + out.stderr
+    peak_mb = int(lines[-1]) / 1024
+    assert peak_mb < 1024, f"peak RSS {peak_mb:.0f} MB: something was allocated"
+
+
+def test_a_checkpoint_named_in_upper_case_loads(tmp_path):
+    path = tmp_path / "model.PT"
+    model = build_model("fast")
+    torch.save({"model": model.state_dict(), "config": '{"name": "fast", "base": 8}'}, path)
+    loaded, _ = load_weights(path)
+    assert loaded.config.base == 8

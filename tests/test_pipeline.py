@@ -12,13 +12,14 @@ import pytest
 from deepbg_live.capture import Frame, open_source
 from deepbg_live.composite import ColorBackground, composite
 from deepbg_live.engine import Segmenter
-from deepbg_live.pipeline import Pipeline, Stats
+from deepbg_live.outputs import SinkBase
+from deepbg_live.pipeline import OutputMode, Pipeline, Stats
 from deepbg_live.smoothing import TemporalSmoother
 from tests.media import SQUARE_BGR, clip_frame, make_clip
 from tests.test_cli import red_is_person_model
 
 
-class Recorder:
+class Recorder(SinkBase):
     """A sink that remembers what it was given."""
 
     def __init__(self, keep_images: bool = True):
@@ -50,6 +51,19 @@ def test_process_turns_the_person_into_itself_and_the_rest_into_the_background(s
     assert result.alpha[person].mean() > 240 and result.alpha[~person].mean() < 40
 
 
+def test_the_output_mode_picks_the_composite_the_cut_out_or_the_mask(segmenter):
+    frame = Frame(clip_frame(10, (160, 120), 30), 0, time.perf_counter(), None)
+    person = np.all(frame.image == SQUARE_BGR, axis=2)
+    blue = ColorBackground("#0000ff")
+    images = {mode: Pipeline(segmenter, blue, mode=mode).process(frame).image for mode in OutputMode}
+    assert np.all(images[OutputMode.COMPOSITE][5, 5] == (255, 0, 0))
+    cut_out = images[OutputMode.TRANSPARENT]
+    assert cut_out.shape == (120, 160, 4) and np.array_equal(cut_out[..., :3], frame.image)
+    assert cut_out[..., 3][person].mean() > 240 and cut_out[..., 3][~person].mean() < 40
+    mask = images[OutputMode.MASK]
+    assert mask.shape == (120, 160, 3) and mask[person].mean() > 240 and mask[~person].mean() < 40
+
+
 def test_a_file_is_processed_completely_and_in_order(tmp_path, segmenter):
     clip = make_clip(tmp_path / "c.mp4", frames=40, size=(160, 120), audio=False)
     sink = Recorder()
@@ -57,6 +71,14 @@ def test_a_file_is_processed_completely_and_in_order(tmp_path, segmenter):
         stats = Pipeline(segmenter, ColorBackground(), [sink]).run(source)
     assert sink.indices == list(range(40))
     assert stats.frames == 40 and stats.dropped == 0
+
+
+def test_run_leaves_the_outputs_open_for_whoever_opened_them(tmp_path, segmenter):
+    clip = make_clip(tmp_path / "c.mp4", frames=5, size=(160, 120), audio=False)
+    sink = Recorder()
+    with open_source(input=clip) as source, sink:
+        Pipeline(segmenter, ColorBackground(), [sink]).run(source)
+        assert not sink.closed  # one source after another could feed the same outputs
     assert sink.closed
 
 
@@ -85,7 +107,7 @@ def test_a_slow_output_makes_a_live_source_drop_frames_instead_of_lagging(tmp_pa
     assert np.percentile(stats.latencies, 90) < 600
 
 
-def test_an_error_in_a_stage_reaches_the_caller_and_outputs_are_still_closed(tmp_path, segmenter):
+def test_an_error_in_a_stage_reaches_the_caller_and_its_outputs_are_still_closed(tmp_path, segmenter):
     clip = make_clip(tmp_path / "c.mp4", frames=20, size=(160, 120), audio=False)
 
     class Broken(ColorBackground):
@@ -93,9 +115,10 @@ def test_an_error_in_a_stage_reaches_the_caller_and_outputs_are_still_closed(tmp
             raise RuntimeError("background failed")
 
     sink = Recorder()
-    with open_source(input=clip) as source, pytest.raises(RuntimeError, match="background failed"):
+    with pytest.raises(RuntimeError, match="background failed"), open_source(input=clip) as source, sink:
         Pipeline(segmenter, Broken(), [sink]).run(source)
     assert sink.closed
+    assert not {t.name for t in threading.enumerate()} & {"segment", "compose", "deepbg-capture"}
 
 
 def test_stopping_from_the_output_side_ends_the_run_promptly(tmp_path, segmenter):

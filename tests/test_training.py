@@ -310,7 +310,8 @@ def photo_pairs(root: Path, count: int = 12) -> Path:
 
 @pytest.mark.slow
 def test_export_calibrate_writes_an_int8_model_the_runtime_picks_up(tmp_path):
-    from deepbg_live.engine import DEFAULT_WEIGHTS, Segmenter
+    from deepbg_live.engine import Segmenter
+    from deepbg_live.model_files import DEFAULT_WEIGHTS
 
     shutil.copy(DEFAULT_WEIGHTS, tmp_path / "trained.safetensors")
     result = subprocess.run(
@@ -326,8 +327,8 @@ def test_export_calibrate_writes_an_int8_model_the_runtime_picks_up(tmp_path):
 
 
 def test_export_without_calibrate_says_the_old_int8_file_no_longer_matches(tmp_path):
-    from deepbg_live.engine import DEFAULT_WEIGHTS, INT8_SUFFIX
     from deepbg_live.model import build_model, save_weights
+    from deepbg_live.model_files import DEFAULT_WEIGHTS, INT8_SUFFIX
 
     save_weights(build_model("realtime"), tmp_path / "trained.safetensors")
     (tmp_path / "w").mkdir()

@@ -17,9 +17,11 @@ from pathlib import Path
 import click
 import numpy as np
 
-from deepbg_live.engine import PRECISIONS, Segmenter, model_option_help
+from deepbg_live.engine import Segmenter
 from deepbg_live.errors import UserError
+from deepbg_live.model_files import model_option_help
 from deepbg_live.refine import EdgeRefiner
+from deepbg_live.runtimes import PRECISIONS
 from evaluation.accuracy import evaluate
 from evaluation.layout import DatasetError, find_pairs, shared_data_folders, split_pairs
 

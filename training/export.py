@@ -12,7 +12,6 @@ it was made from so the runtime uses it only with exactly those weights.
 from __future__ import annotations
 
 import dataclasses
-import io
 import sys
 from pathlib import Path
 
@@ -20,8 +19,12 @@ import click
 import numpy as np
 import torch
 
-from deepbg_live.engine import INT8_SUFFIX, WEIGHTS_DIR, Segmenter, export_onnx, weights_digest
+from deepbg_live.engine import Segmenter
+from deepbg_live.export import export_onnx
 from deepbg_live.model import CONFIGS, ModelConfig, load_weights, save_weights
+from deepbg_live.model_files import WEIGHTS_DIR, int8_path, weights_digest
+from deepbg_live.runtimes.onnx_runtime import create_session
+from deepbg_live.runtimes.torch_runtime import TorchCpuRuntime
 from evaluation.layout import DatasetError, shared_data_folders, split_pairs
 from training.quantize import calibration_batches, mask_agreement, quantize_int8
 
@@ -31,9 +34,7 @@ MIN_INT8_AGREEMENT = 0.97  # mean IoU of int8 vs fp32 masks on held-out photos; 
 
 def onnx_max_error(onnx_bytes: bytes, model: torch.nn.Module, sizes=((144, 192), (97, 131))) -> float:
     """Largest logit difference between ONNX Runtime and torch on random inputs of a few sizes."""
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    session = create_session(onnx_bytes)
     worst = 0.0
     for height, width in sizes:
         x = torch.randn(1, 3, height, width)
@@ -97,9 +98,8 @@ def main(
         model.config = relabel(model.config, CONFIGS[config_name])
     name = name or model.config.name
     onnx_out = onnx_out or checkpoint.parent
-    buffer = io.BytesIO()
-    export_onnx(model, buffer)
-    error = onnx_max_error(buffer.getvalue(), model)
+    onnx_bytes = export_onnx(model)
+    error = onnx_max_error(onnx_bytes, model)
     if error > TOLERANCE:
         click.echo(
             f"Error: ONNX differs from torch by {error:.2e} (> {TOLERANCE:.0e}); nothing written", err=True
@@ -107,7 +107,7 @@ def main(
         sys.exit(1)
     out.mkdir(parents=True, exist_ok=True)
     onnx_out.mkdir(parents=True, exist_ok=True)
-    (onnx_out / f"{name}.onnx").write_bytes(buffer.getvalue())
+    (onnx_out / f"{name}.onnx").write_bytes(onnx_bytes)
     keep = {k: v for k, v in metadata.items() if k != "config"}
     save_weights(model, out / f"{name}.safetensors", half=True, **keep)
     click.echo(
@@ -115,9 +115,9 @@ def main(
     )
     if data_root is not None:
         write_int8(out / f"{name}.safetensors", data_root)
-    elif (out / f"{name}{INT8_SUFFIX}").exists():
+    elif (stale := int8_path(out / f"{name}.safetensors")).exists():
         click.echo(
-            f"note: {out / name}{INT8_SUFFIX} was made from the old weights, so the runtime will run "
+            f"note: {stale} was made from the old weights, so the runtime will run "
             "fp32; add --calibrate DATA_ROOT to rebuild it"
         )
 
@@ -129,15 +129,12 @@ def write_int8(weights: Path, data_root: Path) -> None:
     except DatasetError as exc:
         click.echo(f"Error: {exc}; pass --calibrate the shared data folder", err=True)
         sys.exit(1)
-    # Only the runtime's preprocessing is used (torch-cpu skips a second ONNX export), so
-    # calibration sees exactly what inference sees.
-    preprocess = Segmenter(weights, device="cpu", backend="torch-cpu").preprocess
-    onnx_bytes = io.BytesIO()
-    export_onnx(load_weights(weights)[0], onnx_bytes)
-    int8 = quantize_int8(
-        onnx_bytes.getvalue(), calibration_batches(train_pairs, preprocess), weights_digest(weights)
-    )
-    agreement = mask_agreement(onnx_bytes.getvalue(), int8, calibration_batches(val_pairs, preprocess))
+    net = load_weights(weights)[0]
+    fp32 = export_onnx(net)
+    # The runtime's own preprocessing, so calibration sees exactly what inference sees.
+    preprocess = Segmenter(TorchCpuRuntime(net)).preprocess
+    int8 = quantize_int8(fp32, calibration_batches(train_pairs, preprocess), weights_digest(weights))
+    agreement = mask_agreement(fp32, int8, calibration_batches(val_pairs, preprocess))
     if agreement < MIN_INT8_AGREEMENT:
         click.echo(
             f"Error: int8 masks agree with fp32 at IoU {agreement:.3f} (< {MIN_INT8_AGREEMENT}); "
@@ -145,7 +142,7 @@ def write_int8(weights: Path, data_root: Path) -> None:
             err=True,
         )
         sys.exit(1)
-    path = weights.with_name(weights.stem + INT8_SUFFIX)
+    path = int8_path(weights)
     path.write_bytes(int8)
     click.echo(f"wrote {path}; int8 vs fp32 mask IoU {agreement:.4f} on validation photos")
 

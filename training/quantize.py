@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deepbg_live.runtimes.onnx_runtime import create_session
 from evaluation.layout import Pair, read_pair
 from evaluation.metrics import iou
 
@@ -86,11 +87,7 @@ def quantize_int8(onnx_bytes: bytes, batches: Iterable[np.ndarray], weights_sha2
 
 def mask_agreement(fp32_bytes: bytes, int8_bytes: bytes, batches: Iterable[np.ndarray]) -> float:
     """Mean IoU between the fp32 and int8 person masks (probability > 0.5) over ``batches``."""
-    import onnxruntime as ort
-
-    sessions = [
-        ort.InferenceSession(data, providers=["CPUExecutionProvider"]) for data in (fp32_bytes, int8_bytes)
-    ]
+    sessions = [create_session(data) for data in (fp32_bytes, int8_bytes)]
     scores = []
     for batch in batches:
         fp32_mask, int8_mask = (session.run(None, {"image": batch})[0] > 0 for session in sessions)

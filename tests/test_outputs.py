@@ -1,4 +1,5 @@
-"""Outputs: files must reopen in a player with the right content, the window and virtual camera must fail politely."""
+"""Outputs: files must reopen in a player with the right content, the window and virtual camera must fail politely,
+and every sink is closed by the ``with`` that opened it."""
 
 from __future__ import annotations
 
@@ -18,13 +19,18 @@ import pytest
 
 from deepbg_live.capture import Frame, open_source
 from deepbg_live.errors import UserError
-from deepbg_live.sinks import (
+from deepbg_live.outputs import (
     FolderSink,
     ImageFileSink,
     MaskSink,
+    PreviewWindow,
+    Sink,
     VideoFileSink,
     VirtualCameraSink,
+    display_available,
+    write_clip,
 )
+from deepbg_live.shutdown import INTERRUPTED
 
 from . import media
 
@@ -60,6 +66,41 @@ def _transcode(clip: Path, out: Path, limit: int | None = None, **kwargs: object
         finally:
             sink.close()
             sink.close()  # idempotent
+
+
+# ------------------------------------------------------------------------------------------ the Sink shape
+
+
+def test_every_output_is_a_sink(tmp_path: Path, fake_cam: type[FakeCamBackend]) -> None:
+    opened = [
+        ImageFileSink(tmp_path / "one.png"),
+        FolderSink(tmp_path / "frames"),
+        MaskSink(tmp_path / "masks"),
+        VideoFileSink(tmp_path / "out.mp4", 30, (64, 48)),
+        VirtualCameraSink(64, 48, 30, backend="fake"),
+    ]
+    for sink in opened:
+        with sink as entered:
+            assert entered is sink and isinstance(sink, Sink)
+    assert issubclass(PreviewWindow, Sink)
+
+
+def test_a_sink_in_with_is_closed_on_the_way_out_even_when_the_body_raises(tmp_path: Path) -> None:
+    out = tmp_path / "crashed.mp4"
+    image, alpha = np.zeros((48, 64, 3), np.uint8), np.zeros((48, 64), np.uint8)
+    with pytest.raises(RuntimeError, match="boom"), VideoFileSink(out, 30, (64, 48)) as sink:
+        for i in range(5):
+            sink.write(Frame(image, i, 0.0, None), image, alpha)
+        raise RuntimeError("boom")
+    assert media.probe(out).frames == 5  # the trailer was written, so the file plays
+    with pytest.raises(RuntimeError, match="after close"):
+        sink.write(Frame(image, 5, 0.0, None), image, alpha)
+
+
+def test_opening_a_sink_leaves_the_signal_handlers_alone(tmp_path: Path) -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    with VideoFileSink(tmp_path / "out.mp4", 30, (64, 48)):
+        assert signal.getsignal(signal.SIGTERM) is before  # signals belong to deepbg_live.shutdown
 
 
 # ------------------------------------------------------------------------------------------ video files
@@ -118,23 +159,28 @@ def test_file_closed_after_part_of_the_frames_is_playable_with_audio_cut_to_matc
 
 def test_sigterm_while_encoding_still_leaves_a_playable_file(tmp_path: Path, clip: Path) -> None:
     out = tmp_path / "killed.mp4"
+    # a program the way both command lines are built: GracefulShutdown around it, sinks in `with`
     script = textwrap.dedent(f"""
-        import time, numpy as np
+        import sys, time, numpy as np
         from deepbg_live.capture import Frame
-        from deepbg_live.sinks import VideoFileSink
-        sink = VideoFileSink({str(out)!r}, 30, (160, 120), audio_from={str(clip)!r})
-        image, alpha = np.full((120, 160, 3), 90, np.uint8), np.zeros((120, 160), np.uint8)
-        for i in range(100000):
-            sink.write(Frame(image, i, time.perf_counter(), None), image, alpha)
-            if i == 10:
-                print("writing", flush=True)
-            time.sleep(0.01)
+        from deepbg_live.outputs import VideoFileSink
+        from deepbg_live.shutdown import INTERRUPTED, GracefulShutdown
+        try:
+            with GracefulShutdown(), VideoFileSink({str(out)!r}, 30, (160, 120), audio_from={str(clip)!r}) as sink:
+                image, alpha = np.full((120, 160, 3), 90, np.uint8), np.zeros((120, 160), np.uint8)
+                for i in range(100000):
+                    sink.write(Frame(image, i, time.perf_counter(), None), image, alpha)
+                    if i == 10:
+                        print("writing", flush=True)
+                    time.sleep(0.01)
+        except KeyboardInterrupt:
+            sys.exit(INTERRUPTED)
     """)
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "writing"
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(20) == 128 + signal.SIGTERM
+        assert proc.wait(20) == INTERRUPTED  # stopped through the clean path, not killed by the signal
     finally:
         proc.kill()
     info = media.probe(out)
@@ -193,6 +239,20 @@ def test_output_over_the_input_is_refused(clip: Path) -> None:
         VideoFileSink(clip, 30, SIZE, audio_from=clip)
 
 
+def test_write_clip_encodes_every_frame_and_the_tone_as_h264_and_aac(tmp_path: Path) -> None:
+    frames = (media.clip_frame(i, SIZE, 15) for i in range(15))
+    out = write_clip(tmp_path / "clip.mp4", frames, SIZE, 15, audio=media.tone(48000), audio_rate=48000)
+    info = media.probe(out)
+    assert (info.video_codec, info.pix_fmt, info.frames, info.width, info.height) == (
+        "h264",
+        "yuv420p",
+        15,
+        *SIZE,
+    )
+    assert info.duration == pytest.approx(1.0, abs=0.01)
+    assert info.audio_codec == "aac" and info.audio_duration == pytest.approx(1.0, abs=0.05)
+
+
 # ------------------------------------------------------------------------------------------ images
 
 
@@ -242,7 +302,7 @@ def test_mask_sink_writes_the_alpha_as_8bit_png_named_like_the_input(tmp_path: P
 # ------------------------------------------------------------------------------------------ preview window
 
 
-_OPEN_WINDOW = "from deepbg_live.sinks import PreviewWindow; PreviewWindow()"
+_OPEN_WINDOW = "from deepbg_live.outputs import PreviewWindow; PreviewWindow()"
 
 
 @pytest.mark.parametrize("display", [None, ":987"])
@@ -260,9 +320,23 @@ def test_preview_window_without_a_display_is_a_user_error_not_a_crash(display: s
     assert result.stdout.strip() == "no display found: use --no-window, or run under xvfb-run"
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="X11 and Wayland are Linux's")
+def test_wayland_without_xwayland_is_no_display_since_opencv_windows_need_x11(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.setenv("WAYLAND_DISPLAY", "wayland-0")
+    assert not display_available()
+
+
+def test_a_running_x_server_is_a_display(monkeypatch: pytest.MonkeyPatch, xvfb: str) -> None:
+    monkeypatch.setenv("DISPLAY", xvfb)
+    assert display_available()
+
+
 _SHOW_RED = """
 import sys, time, numpy as np
-from deepbg_live.sinks import PreviewWindow
+from deepbg_live.outputs import PreviewWindow
 window = PreviewWindow(show_stats=True)
 window.set_stats(29.5, 41.0)
 image = np.zeros((240, 320, 3), np.uint8)
