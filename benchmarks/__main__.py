@@ -2,6 +2,7 @@
 
 python -m benchmarks --quick --out bench-out          # everything, in about 3 minutes
 python -m benchmarks model --configs realtime,depthwise8
+python -m benchmarks reference                       # ours beside every shared reference model
 python -m benchmarks reference selfie.onnx --norm unit
 """
 
@@ -16,7 +17,8 @@ from pathlib import Path
 
 import click
 
-from benchmarks.context import DEFAULT_DATA_ROOT, DEFAULT_OUT, Context
+from benchmarks.context import DEFAULT_DATA_ROOT, DEFAULT_OUT, Contender, Context
+from benchmarks.reference import DEFAULT_REFERENCES, NORMALISATIONS, Layout, ReferenceSettings
 from deepbg_live.errors import UserError
 
 
@@ -145,18 +147,21 @@ def pipeline_part(
     return lambda: pipeline_speed.run(ctx, settings)
 
 
-def accuracy_part(ctx: Context, predictors: Callable[[], dict] | None = None, **folders: str | None):
+Contenders = Callable[[], list[Contender]]  # opened only when the part runs
+
+
+def accuracy_part(ctx: Context, contenders: Contenders | None = None, **folders: str | None):
     from benchmarks import accuracy
 
     settings = override(accuracy.AccuracySettings.for_mode(ctx.quick), **folders)
-    return lambda: accuracy.run(ctx, settings, predictors() if predictors else None)
+    return lambda: accuracy.run(ctx, settings, contenders() if contenders else None)
 
 
-def temporal_part(ctx: Context, predictors: Callable[[], dict] | None = None, strength: float | None = None):
+def temporal_part(ctx: Context, contenders: Contenders | None = None, strength: float | None = None):
     from benchmarks import temporal
 
     settings = override(temporal.TemporalSettings.for_mode(ctx.quick), strength=strength)
-    return lambda: temporal.run(ctx, settings, predictors() if predictors else None)
+    return lambda: temporal.run(ctx, settings, contenders() if contenders else None)
 
 
 def training_part(ctx: Context, configs: list[str] | None = None):
@@ -168,12 +173,27 @@ def training_part(ctx: Context, configs: list[str] | None = None):
 
 def reference_settings(
     path: str, input_size: str | None, norm: str, layout: str, bgr: bool, name: str | None = None
-):
-    from benchmarks.reference import ReferenceSettings, parse_size
+) -> ReferenceSettings:
+    from benchmarks.reference import parse_size
 
     return ReferenceSettings(
-        path=path, input_size=parse_size(input_size), norm=norm, layout=layout, bgr=bgr, name=name or ""
+        path=path,
+        input_size=parse_size(input_size),
+        norm=norm,
+        layout=Layout(layout),
+        bgr=bgr,
+        name=name or "",
     )
+
+
+def shared_references(ctx: Context, folder: Path | None) -> list[ReferenceSettings]:
+    """The shared reference models found in ``folder``; the report notes any that are missing."""
+    from benchmarks import reference
+
+    found, note = reference.shared_references(folder or DEFAULT_REFERENCES)
+    if note:
+        ctx.note(note)
+    return found
 
 
 def check_configs(configs: list[str] | None) -> list[str] | None:
@@ -188,8 +208,14 @@ def check_configs(configs: list[str] | None) -> list[str] | None:
     return configs
 
 
-NORM_CHOICE = click.Choice(["unit", "signed", "imagenet"])
-LAYOUT_CHOICE = click.Choice(["auto", "nchw", "nhwc"])
+NORM_CHOICE = click.Choice(list(NORMALISATIONS))
+LAYOUT_CHOICE = click.Choice([layout.value for layout in Layout])
+REFERENCES_OPTION = click.option(
+    "--references",
+    "references_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help=f"Folder of the shared reference models; missing ones are skipped [default: {DEFAULT_REFERENCES}].",
+)
 
 
 # --- the commands -----------------------------------------------------------------------------
@@ -216,6 +242,7 @@ LAYOUT_CHOICE = click.Choice(["auto", "nchw", "nhwc"])
 )
 @click.option("--reference-layout", type=LAYOUT_CHOICE, default="auto", show_default=True)
 @click.option("--reference-bgr", is_flag=True, help="Feed it BGR instead of RGB.")
+@REFERENCES_OPTION
 @click.pass_context
 def main(
     click_ctx,
@@ -227,43 +254,41 @@ def main(
     reference_norm,
     reference_layout,
     reference_bgr,
+    references_dir,
     **common,
 ):
     """Speed and quality benchmarks. Without a sub-command, runs every part."""
-    click_ctx.obj = common
+    click_ctx.obj = common | {"references_dir": references_dir}
     if click_ctx.invoked_subcommand is not None:
         return
+    from benchmarks import reference
+
     ctx = make_context(click_ctx)
     configs = check_configs(split_list(configs))
-    predictors = None
+    references = shared_references(ctx, references_dir)
+    if reference_path:
+        references.append(
+            reference_settings(
+                reference_path, reference_size, reference_norm, reference_layout, reference_bgr
+            )
+        )
+    # The accuracy and temporal parts score the references beside ours; the reference part
+    # adds their speed and puts everything side by side.
+    contenders = functools.cache(
+        lambda: reference.contenders(ctx, reference.open_references(ctx, references))
+    )
+    scored_accuracy = functools.cache(accuracy_part(ctx, contenders if references else None))
+    scored_temporal = functools.cache(temporal_part(ctx, contenders if references else None))
     parts = {
         "model": model_part(ctx, configs),
         "pipeline": pipeline_part(ctx, split_list(resolutions), clip),
+        "accuracy": scored_accuracy,
+        "temporal": scored_temporal,
         "training": training_part(ctx, configs),
     }
-    if reference_path:
-        from benchmarks import reference
-
-        settings = reference_settings(
-            reference_path, reference_size, reference_norm, reference_layout, reference_bgr
-        )
-        # The reference is scored by the accuracy and temporal parts, beside ours.
-        predictors = functools.cache(
-            lambda: {"ours": ctx.segmenter(), **_named(reference.OnnxSegmenter(settings, ctx.threads))}
-        )
-        parts["reference"] = lambda: reference.run(ctx, settings, quality=False)
-    parts = {
-        "model": parts["model"],
-        "pipeline": parts["pipeline"],
-        "accuracy": accuracy_part(ctx, predictors),
-        "temporal": temporal_part(ctx, predictors),
-        **{k: v for k, v in parts.items() if k in ("training", "reference")},
-    }
+    if references:
+        parts["reference"] = lambda: reference.run(ctx, references, scored_accuracy(), scored_temporal())
     run_parts(ctx, parts)
-
-
-def _named(model) -> dict:
-    return {model.name: model}
 
 
 @main.command()
@@ -345,7 +370,8 @@ def training(click_ctx, configs, **common):
 
 @main.command()
 @common_options
-@click.argument("model_path", type=click.Path(dir_okay=False, exists=True))
+@click.argument("model_path", type=click.Path(dir_okay=False, exists=True), required=False)
+@REFERENCES_OPTION
 @click.option("--input-size", help="WxH, for models with a dynamic input size [default: long side 256].")
 @click.option(
     "--norm", type=NORM_CHOICE, default="unit", show_default=True, help="0..1, -1..1 or ImageNet mean/std."
@@ -354,13 +380,23 @@ def training(click_ctx, configs, **common):
 @click.option("--bgr", is_flag=True, help="Feed BGR instead of RGB.")
 @click.option("--name", help="Name in the report [default: the file name].")
 @click.pass_context
-def reference(click_ctx, model_path, input_size, norm, layout, bgr, name, **common):
-    """An ONNX segmentation model beside ours: latency, accuracy, temporal stability."""
+def reference(click_ctx, model_path, references_dir, input_size, norm, layout, bgr, name, **common):
+    """Ours beside an ONNX segmentation model (MODEL_PATH), or beside every shared reference model:
+    accuracy per folder, temporal stability, and ms per frame at 1 and 2 threads."""
     from benchmarks import reference as reference_module
 
     ctx = make_context(click_ctx, **common)
-    settings = reference_settings(model_path, input_size, norm, layout, bgr, name)
-    run_parts(ctx, {"reference": lambda: reference_module.run(ctx, settings)})
+    if model_path:
+        references = [reference_settings(model_path, input_size, norm, layout, bgr, name)]
+    else:
+        folder = references_dir or (click_ctx.obj or {}).get("references_dir")
+        references = shared_references(ctx, folder)
+        if not references:
+            raise UserError(
+                f"no reference models in {folder or DEFAULT_REFERENCES}; pass an .onnx MODEL_PATH "
+                "or --references DIR"
+            )
+    run_parts(ctx, {"reference": lambda: reference_module.run(ctx, references)})
 
 
 def entry() -> None:

@@ -2,7 +2,7 @@
 
 By default the pairs are the fixed validation split of the shared data (see ``evaluation.layout``);
 any folder of images with same-named masks can be given instead. Images are scored at their
-own resolution, the way a user sees the result.
+own resolution, the way a user sees the result; ours through its edge refiner, as on video.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from benchmarks.context import Context
+from benchmarks.context import Contender, Context
 from deepbg_live.errors import UserError
-from evaluation.accuracy import Predictor, evaluate, sample_per_source
+from evaluation.accuracy import evaluate, sample_per_source
 from evaluation.layout import DatasetError, Pair, find_pairs, shared_data_folders, split_pairs
 
 
@@ -44,11 +44,11 @@ def evaluation_pairs(ctx: Context, settings: AccuracySettings) -> list[Pair]:
 
 
 def run(
-    ctx: Context, settings: AccuracySettings | None = None, predictors: dict[str, Predictor] | None = None
+    ctx: Context, settings: AccuracySettings | None = None, contenders: list[Contender] | None = None
 ) -> dict:
-    """Score each predictor (by default just ours) on the same pairs."""
+    """Score each model (by default just ours) on the same pairs."""
     settings = settings or AccuracySettings.for_mode(ctx.quick)
     pairs = evaluation_pairs(ctx, settings)
-    predictors = predictors or {"ours": ctx.segmenter()}
-    models = {name: evaluate(predict, pairs, name, ctx.progress) for name, predict in predictors.items()}
+    contenders = contenders or [ctx.ours()]
+    models = {c.name: evaluate(c.alpha, pairs, c.name, ctx.progress) for c in contenders}
     return {"settings": asdict(settings), "pairs": len(pairs), "models": models}

@@ -99,7 +99,7 @@ class Context:
         return path
 
     def segmenter(self, device: str = "cpu", backend: str | None = None, threads: int | None = None):
-        """Our ``Segmenter`` with the run's thread count unless told (on a CPU, ONNX Runtime unless told).
+        """Our ``Segmenter``: on a CPU, ONNX Runtime with the run's thread count, unless told otherwise.
 
         One per device, backend and thread count, shared by the parts: loading converts the model to ONNX.
         """
@@ -119,8 +119,10 @@ class Context:
         return self._segmenters[key]
 
     def ours(self) -> Contender:
-        """Our model as users get it on video and cameras: the ``Segmenter``, then the ``EdgeRefiner``
-        (flip-averaging only with ``--flip-average``), as ``training.evaluate``'s runtime predictor."""
+        """Our model as users get it on video and cameras: the ``Segmenter``, then the ``EdgeRefiner``.
+
+        Flip-averaging only with ``--flip-average``; the same path as ``training.evaluate --no-flip-average``.
+        """
         from deepbg_live.refine import EdgeRefiner
 
         return Contender("ours", self.segmenter(), EdgeRefiner())

@@ -23,7 +23,7 @@ TITLES = {
     "accuracy": "3. Accuracy",
     "temporal": "4. Temporal stability",
     "training": "5. Training throughput",
-    "reference": "6. Reference model",
+    "reference": "6. Ours beside the reference models",
 }
 
 
@@ -244,21 +244,61 @@ def training_section(data: dict) -> str:
 
 
 def reference_section(data: dict) -> str:
-    m = data["model"]
-    text = f"`{m['path']}`: layout {m['layout']}, input {m['input']}, normalisation {m['norm']}, {m['channels']}.\n\n"
-    rows = [
-        [model, size, s["p50_ms"], s["p95_ms"]]
-        for model, sizes in data["latency"].items()
-        for size, s in sizes.items()
+    text = (
+        "Same pairs, clips and machine for every model. **ours** is the product's video and camera path "
+        "(the Segmenter, then the EdgeRefiner; flip-averaging only with --flip-average); each reference gets "
+        "the frame squashed to its input and its probability upsampled bilinearly, as its usual wrappers do. "
+        "IoU per validation folder; boundary F over all pairs; flicker x1e3 (mean |Δalpha| where the truth "
+        "did not change) and lag in frames with our temporal smoothing off / on; ms per frame = preprocess + "
+        f"inference of a {data['frame']} BGR frame (p50, ONNX Runtime, not counting upsampling or refinement). "
+        "Best in bold.\n\n"
+    )
+    text += comparison_table(data["comparison"])
+    models = [
+        [m["name"], f"`{m['path']}`", m["layout"], m["input"], m["norm"], m["channels"], m["output"]]
+        for m in data["models"].values()
     ]
-    text += "Per-frame latency (preprocess + inference, BGR frame in):\n\n" + table(
-        ["model", "frame", "p50 ms", "p95 ms"], rows
+    text += "\nReference models:\n\n" + table(
+        ["model", "file", "layout", "input", "normalisation", "channels", "output"], models
+    )
+    latency = [
+        [model, r["frame"], r["threads"], r["p50_ms"], r["p95_ms"]]
+        for model, rows in data["latency"].items()
+        for r in rows
+    ]
+    text += "\nPer-frame latency (preprocess + inference, BGR frame in):\n\n" + table(
+        ["model", "frame", "threads", "p50 ms", "p95 ms"], latency
     )
     if "accuracy" in data:
         text += "\n" + accuracy_section(data["accuracy"])
     if "temporal" in data:
         text += "\n" + temporal_section(data["temporal"])
     return text
+
+
+def comparison_table(rows: list[dict]) -> str:
+    """One row per model: per-folder IoU, boundary F, flicker, lag and ms per frame."""
+    folders = sorted({folder for row in rows for folder in row["iou"]})
+    threads = sorted({t for row in rows for t in row["ms"]}, key=int)
+    columns = {  # header -> (cell value per row, which value is best: max, min or None)
+        **{f"IoU {f}": ([r["iou"].get(f) for r in rows], max) for f in folders},
+        "boundary F": ([r["boundary_f"] for r in rows], max),
+        "still flicker x1e3": ([_off_on(r["flicker_still"], 1000) for r in rows], None),
+        "DAVIS flicker x1e3": ([_off_on(r["flicker_video"], 1000) for r in rows], None),
+        "DAVIS lag": ([_off_on(r["lag_frames"]) for r in rows], None),
+        **{f"ms, {t} thread{'s' * (t != '1')}": ([r["ms"].get(t) for r in rows], min) for t in threads},
+    }
+    cells = [[row["model"]] for row in rows]
+    for values, best in columns.values():
+        present = [v for v in values if isinstance(v, float)]
+        top = best(present) if best and present else None
+        for line, value in zip(cells, values, strict=True):
+            line.append(f"**{fmt(value)}**" if top is not None and value == top else fmt(value))
+    return table(["model", *columns], cells)
+
+
+def _off_on(pair: dict[str, float | None], scale: float = 1.0) -> str:
+    return " / ".join(fmt(None if pair[k] is None else pair[k] * scale) for k in ("off", "on"))
 
 
 SECTIONS: dict[str, Callable[[dict], str]] = {
@@ -282,10 +322,7 @@ def write_plots(results: dict, out: Path) -> dict[str, list[str]]:
         "accuracy": [("accuracy.png", plot_accuracy)],
         "temporal": [("flicker.png", plot_flicker)],
         "training": [("training.png", plot_training)],
-        "reference": [
-            ("reference_accuracy.png", _nested(plot_accuracy, "accuracy")),
-            ("reference_flicker.png", _nested(plot_flicker, "temporal")),
-        ],
+        "reference": [("reference_comparison.png", plot_comparison)],
     }
     written: dict[str, list[str]] = {}
     for part, plots in makers.items():
@@ -293,10 +330,6 @@ def write_plots(results: dict, out: Path) -> dict[str, list[str]]:
             if part in results and plot(results[part], out / filename):
                 written.setdefault(part, []).append(filename)
     return written
-
-
-def _nested(plot: Callable[[dict, Path], bool], key: str) -> Callable[[dict, Path], bool]:
-    return lambda data, path: key in data and plot(data[key], path)
 
 
 def _save(fig: plt.Figure, path: Path) -> bool:
@@ -412,3 +445,67 @@ def plot_training(data: dict, path: Path) -> bool:
     ax.set_ylabel("images per second")
     ax.set_title(f"Training step throughput ({data['device']})")
     return _save(fig, path)
+
+
+def plot_comparison(data: dict, path: Path) -> bool:
+    """Ours beside each reference: IoU per folder, flicker, and ms per frame, one colour per model."""
+    rows = data["comparison"]
+    folders = sorted({folder for row in rows for folder in row["iou"]})
+    if not rows or not folders:
+        return False
+    threads = sorted({t for row in rows for t in row["ms"]}, key=int)
+    panels = [
+        (
+            "Foreground IoU per validation folder",
+            folders,
+            [[r["iou"].get(f) for f in folders] for r in rows],
+            "%.3f",
+        ),
+        (
+            "Flicker x1e3 (lower is better)",
+            ["still, off", "still, on", "DAVIS, off", "DAVIS, on"],
+            [_flicker_values(r) for r in rows],
+            "%.2f",
+        ),
+        (
+            f"ms per {data['frame']} frame",
+            [f"{t} thread{'s' * (t != '1')}" for t in threads],
+            [[r["ms"].get(t) for t in threads] for r in rows],
+            "%.1f",
+        ),
+    ]
+    ratios = [max(3, len(folders)), 3, max(2, len(threads))]
+    fig, axes = plt.subplots(1, 3, figsize=(sum(ratios) * 1.1 + 2, 4.8), gridspec_kw={"width_ratios": ratios})
+    for ax, (title, groups, values, label) in zip(axes, panels, strict=True):
+        _grouped_bars(ax, groups, [r["model"] for r in rows], values, label)
+        ax.set_title(title, fontsize=10)
+    iou_values = [v for r in rows for v in r["iou"].values() if v is not None]
+    low = max(0.0, math.floor((min(iou_values) - 0.1) * 10) / 10)  # differences near 1 stay visible
+    axes[0].set_ylim(low, 1.0 + 0.12 * (1.0 - low))  # room for the labels
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=len(rows), frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def _flicker_values(row: dict) -> list[float | None]:
+    return [
+        None if row[key][variant] is None else row[key][variant] * 1000
+        for key in ("flicker_still", "flicker_video")
+        for variant in ("off", "on")
+    ]
+
+
+def _grouped_bars(ax, groups: list[str], models: list[str], values: list[list], label: str) -> None:
+    """One group of bars per x label, one bar per model, each with its value written on it."""
+    width = 0.8 / len(models)
+    for i, (model, heights) in enumerate(zip(models, values, strict=True)):
+        xs = [x + (i - (len(models) - 1) / 2) * width for x in range(len(groups))]
+        shown = [0.0 if h is None else h for h in heights]
+        bars = ax.bar(xs, shown, width, label=model, color=f"C{i}")
+        texts = ["" if h is None else label % h for h in heights]
+        ax.bar_label(bars, texts, rotation=90, fontsize=7, padding=2)
+    ax.set_xticks(range(len(groups)), groups, rotation=15, fontsize=8)
+    ax.margins(y=0.15)

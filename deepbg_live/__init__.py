@@ -12,10 +12,8 @@ The public API, importable from the package itself::
 (``composite`` the function shares its name with its module, so it is imported from there.)
 """
 
-# cv2 must be imported before av: PyAV bundles its own libxcb, and if it loads first OpenCV's Qt
-# window picks it up and hangs in namedWindow. Importing the package settles the order.
-import cv2  # noqa: F401, I001
-
+import sys
+from contextlib import suppress
 from importlib import import_module
 
 __version__ = "0.1.0"
@@ -34,6 +32,26 @@ _EXPORTS = {
     "UserError": "errors",
 }
 __all__ = [*_EXPORTS, "__version__"]
+
+
+class _OpenCvBeforePyAv:
+    """Imports cv2 just before the process first imports av, wherever that happens.
+
+    cv2 must be loaded before av: PyAV bundles its own libxcb, and if it loads first OpenCV's Qt
+    window picks it up and hangs in namedWindow. Importing cv2 here instead would cost every
+    ``deepbg-live --help`` a fifth of a second.
+    """
+
+    def find_spec(self, name: str, path=None, target=None):
+        if name == "av" and self in sys.meta_path:
+            sys.meta_path.remove(self)
+            with suppress(ImportError):  # no OpenCV: nothing to protect
+                import cv2  # noqa: F401
+        return None  # the ordinary finders import av itself
+
+
+if "av" not in sys.modules:
+    sys.meta_path.insert(0, _OpenCvBeforePyAv())
 
 
 def __getattr__(name: str):

@@ -3,13 +3,19 @@
 Video files are decoded with PyAV (threaded) and converted to BGR with ``cv2.cvtColor``: as fast as
 ``cv2.VideoCapture`` (which has no threading knob) while also giving exact timestamps, the frame count,
 and per-packet error handling, so one corrupt frame is skipped instead of ending the run.
+
+What comes out can be relied on: frames upright (a phone's display rotation applied), media times that
+only move forward (``Timeline``), no picture over ``MAX_PIXELS`` (read from the header, before
+decoding), and never a wait on a named pipe.
 """
 
 from __future__ import annotations
 
 import glob
 import logging
+import math
 import re
+import stat
 import sys
 import threading
 import time
@@ -25,7 +31,8 @@ import av
 import numpy as np
 
 from .errors import UserError
-from .formats import IMAGE_EXTENSIONS
+from .formats import IMAGE_EXTENSIONS, literal
+from .image_header import MAX_PIXELS, pixel_size
 from .stages import QueuePolicy, Stage
 
 log = logging.getLogger(__name__)
@@ -275,23 +282,76 @@ def as_bgr(image: np.ndarray) -> np.ndarray:
 
 # ----------------------------------------------------------------------------------------------- video
 
+_MAX_TS_GAP = 10.0  # seconds: a longer jump forward in MPEG-TS is a join, not a pause (as in FFmpeg)
+_ROTATIONS = {1: cv2.ROTATE_90_COUNTERCLOCKWISE, 2: cv2.ROTATE_180, 3: cv2.ROTATE_90_CLOCKWISE}
+
+
+def _quarter_turns(degrees: float) -> int:
+    return round(degrees / 90) % 4
+
+
+def upright(image: np.ndarray, degrees: float) -> np.ndarray:
+    """A frame turned as its display matrix says: ``degrees`` counter-clockwise, as ``VideoFrame.rotation``.
+
+    Phones store portrait video as landscape pictures plus this rotation, so applying it is what
+    lets the network see people standing up. Rounded to the nearest quarter turn.
+    """
+    turns = _quarter_turns(degrees)
+    return cv2.rotate(image, _ROTATIONS[turns]) if turns else image
+
+
+class Timeline:
+    """One stream's media times made continuous, so that they only move forward.
+
+    Where the times jump back (two .ts files joined, a recorder that restarted), or forward by more
+    than ``max_gap``, the stream carries on from where its previous item ended. The video and the
+    audio copy each keep one, so after a join both resume where they stopped, still in sync.
+    ``tolerance`` lets a slightly early item through (decoders can jitter by less than a frame).
+    """
+
+    def __init__(self, step: float, max_gap: float = math.inf, tolerance: float = 0.0):
+        self.step, self.max_gap, self.tolerance = step, max_gap, tolerance
+        self._offset = 0.0  # seconds added to the stream's own times since its last discontinuity
+        self._last: float | None = None
+        self._end = 0.0  # where the last item ended
+
+    @classmethod
+    def of(cls, container: av.container.InputContainer, step: float, tolerance: float = 0.0) -> Timeline:
+        """A timeline for a stream of ``container``: long jumps forward count only in formats with them."""
+        discontinuous = bool(container.format.flags & av.format.Flags.ts_discont.value)
+        return cls(step, _MAX_TS_GAP if discontinuous else math.inf, tolerance)
+
+    def __call__(self, t: float, duration: float | None = None) -> float:
+        """``t`` on the continuous timeline; the item lasts ``duration`` (else ``step``) seconds."""
+        out = t + self._offset
+        if self._last is not None and (out <= self._last - self.tolerance or out > self._end + self.max_gap):
+            self._offset += self._end - out
+            out = self._end
+        self._last = out
+        self._end = out + (duration or self.step)
+        return out
+
 
 class VideoSource(Source):
-    """A video file decoded with PyAV; opening decodes the first frame so bad files fail before any work."""
+    """A video file decoded with PyAV; opening decodes the first frame so bad files fail before any work.
+
+    Frames come upright (the display matrix applied) with continuous timestamps (``Timeline``), and
+    pictures over ``max_pixels`` are refused before the decoder allocates them.
+    """
 
     temporal = True
 
-    def __init__(self, path: Path, size: tuple[int, int] | None = None):
+    def __init__(self, path: Path, size: tuple[int, int] | None = None, max_pixels: int = MAX_PIXELS):
         super().__init__()
         self.path = path
         self._resize = size
-        self._container = _open_container(path)
-        self._stream = self._container.streams.video[0]
+        self._container, self._stream = _open_video(path, max_pixels)
         self._stream.thread_type = "AUTO"
         self._start = self._stream.start_time or 0
         rate = self._stream.average_rate or self._stream.guessed_rate
         self.fps = float(rate) if rate else DEFAULT_FPS
         self.frame_count = self._stream.frames or None
+        self._timeline = Timeline.of(self._container, 1 / self.fps, tolerance=0.5 / self.fps)
         self._decoded = self._decode()
         try:
             self._first = next(self._decoded)
@@ -333,16 +393,19 @@ class VideoSource(Source):
     def _pts(self, vf: av.VideoFrame) -> float | None:
         if vf.pts is None:
             return None
-        return float((vf.pts - self._start) * vf.time_base)
+        return self._timeline(float((vf.pts - self._start) * vf.time_base))
 
     def _convert(self, vf: av.VideoFrame) -> np.ndarray:
         """yuv420p via cv2.cvtColor is ~2x faster than PyAV's swscale bgr24; other formats take swscale."""
+        rotation = vf.rotation
         if self._resize:
-            w, h = self._resize
-            return vf.to_ndarray(format="bgr24", width=w, height=h, interpolation="AREA")
-        if vf.format.name == "yuv420p" and vf.width % 2 == 0 and vf.height % 2 == 0:
-            return cv2.cvtColor(vf.to_ndarray(format="yuv420p"), cv2.COLOR_YUV2BGR_I420)
-        return vf.to_ndarray(format="bgr24")
+            w, h = self._resize if _quarter_turns(rotation) % 2 == 0 else self._resize[::-1]
+            image = vf.to_ndarray(format="bgr24", width=w, height=h, interpolation="AREA")
+        elif vf.format.name == "yuv420p" and vf.width % 2 == 0 and vf.height % 2 == 0:
+            image = cv2.cvtColor(vf.to_ndarray(format="yuv420p"), cv2.COLOR_YUV2BGR_I420)
+        else:
+            image = vf.to_ndarray(format="bgr24")
+        return upright(image, rotation)
 
     def _frames(self) -> Iterator[Frame]:
         if self._first is None:
@@ -370,17 +433,41 @@ def _time(packet: av.Packet) -> float:
     return float(packet.pts * packet.time_base) if packet.pts is not None and packet.time_base else 0.0
 
 
-def _open_container(path: Path) -> av.container.InputContainer:
+def _open_video(path: Path, max_pixels: int) -> tuple[av.container.InputContainer, av.VideoStream]:
+    """The container and its picture stream, or a UserError (the container closed) saying what is wrong."""
     try:
-        container = av.open(str(path), "r")
+        container = av.open(literal(path), "r")  # a name like file:x.mp4 is a file, not a protocol
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
         raise UserError(
             f"{path}: not a readable video ({_reason(exc)}); check the file plays in a video player"
         ) from None
-    if not container.streams.video:
+    try:
+        stream = _picture_stream(container, path)
+        _check_pixels(path, stream.codec_context.width, stream.codec_context.height, max_pixels)
+    except UserError:
         container.close()
-        raise UserError(f"{path}: has no video stream; give a video or image file")
-    return container
+        raise
+    return container, stream
+
+
+def _picture_stream(container: av.container.InputContainer, path: Path) -> av.VideoStream:
+    """The first video stream that is not cover art (an attached picture is one still, not a video)."""
+    attached = av.stream.Disposition.attached_pic
+    for stream in container.streams.video:
+        if not stream.disposition & attached:
+            return stream
+    if container.streams.video and container.streams.audio:
+        raise UserError(f"{path}: has no video, only audio and cover art; give a video or image file")
+    raise UserError(f"{path}: has no video stream; give a video or image file")
+
+
+def _check_pixels(path: Path, width: int, height: int, max_pixels: int) -> None:
+    """A UserError when a ``width`` x ``height`` picture is over the pixel limit."""
+    if width * height > max_pixels:
+        raise UserError(
+            f"{path}: {width}x{height} is {width * height / 1e6:.0f} MP, over the {max_pixels / 1e6:g} MP "
+            "limit; shrink it, or raise the limit with --max-pixels"
+        )
 
 
 def _reason(exc: Exception) -> str:
@@ -395,14 +482,21 @@ def _natural_key(path: Path) -> list[object]:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
 
 
-def read_image(path: Path) -> np.ndarray | None:
-    """Read an image as BGR; via imdecode so non-ASCII paths work on Windows too."""
+def read_image(path: Path, max_pixels: int = MAX_PIXELS) -> np.ndarray | None:
+    """Read an image as BGR, or None if it is unreadable; a UserError if it is over ``max_pixels``.
+
+    The size is read from the header first, so a small file that declares a huge picture is refused
+    before anything is allocated. Via imdecode so non-ASCII paths work on Windows too.
+    """
     try:
         data = np.fromfile(str(path), np.uint8)
     except OSError:
         return None
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    return image
+    size = pixel_size(data.data)
+    if size is None:
+        return None
+    _check_pixels(path, *size, max_pixels)
+    return cv2.imdecode(data, cv2.IMREAD_COLOR)
 
 
 def _fit(image: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
@@ -412,19 +506,26 @@ def _fit(image: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
 
 
 class _ImageFiles(Source):
-    """Image files read one by one; an unreadable one after the first is skipped with a warning."""
+    """Image files, one by one; an unreadable or oversized one after the first is skipped, with a warning."""
 
-    def __init__(self, paths: list[Path], size: tuple[int, int] | None = None):
+    def __init__(self, paths: list[Path], size: tuple[int, int] | None = None, max_pixels: int = MAX_PIXELS):
         super().__init__()
         self.paths = paths
         self.frame_count = len(paths)
         self._resize = size
+        self._max_pixels = max_pixels
         self._first = self._read(paths[0], fatal=self.single_image)
         h, w = self._first.shape[:2] if self._first is not None else (0, 0)
         self.size = (w, h)
 
     def _read(self, path: Path, fatal: bool) -> np.ndarray | None:
-        image = read_image(path)
+        try:
+            image = read_image(path, self._max_pixels)
+        except UserError as error:
+            if fatal:
+                raise
+            log.warning("%s; skipped", error)
+            return None
         if image is None:
             if fatal:
                 raise UserError(f"{path}: not a readable image; check the file opens in an image viewer")
@@ -454,8 +555,8 @@ class ImageSource(_ImageFiles):
 
     single_image = True
 
-    def __init__(self, path: Path, size: tuple[int, int] | None = None):
-        super().__init__([path], size)
+    def __init__(self, path: Path, size: tuple[int, int] | None = None, max_pixels: int = MAX_PIXELS):
+        super().__init__([path], size, max_pixels)
 
 
 class FolderSource(_ImageFiles):
@@ -467,12 +568,20 @@ class SequenceSource(_ImageFiles):
 
     temporal = True
 
-    def __init__(self, paths: list[Path], size: tuple[int, int] | None = None, fps: float | None = None):
-        super().__init__(paths, size)
+    def __init__(
+        self,
+        paths: list[Path],
+        size: tuple[int, int] | None = None,
+        fps: float | None = None,
+        max_pixels: int = MAX_PIXELS,
+    ):
+        super().__init__(paths, size, max_pixels)
         if self._first is None:
             raise UserError(f"{paths[0]}: first image of the sequence is unreadable; check the file")
         self._resize = self.size  # later frames of another size are scaled to the first one
-        self.fps = float(fps or DEFAULT_FPS)
+        self.fps = DEFAULT_FPS if fps is None else float(fps)
+        if not (math.isfinite(self.fps) and self.fps > 0):
+            raise UserError(f"frame rate {fps!r} is not a positive number; give --fps such as 30")
 
     def _pts(self, index: int) -> float | None:
         return index / self.fps
@@ -497,28 +606,49 @@ def open_source(
     realtime: bool = False,
     size: tuple[int, int] | None = None,
     fps: float | None = None,
+    max_pixels: int = MAX_PIXELS,
 ) -> Source:
-    """Open whatever the user pointed at; with neither a camera nor an input, the default camera."""
+    """Open whatever the user pointed at; with neither a camera nor an input, the default camera.
+
+    ``max_pixels`` bounds every decoded picture (and a requested ``size``) in pixels.
+    """
     if camera is not None and input is not None:
         raise UserError("give either --camera or --input, not both")
+    if size is not None:
+        _check_pixels(Path("--size"), *size, max_pixels)
     if input is None:
         return CameraSource(0 if camera is None else camera, size, fps)
-    source = _open_file(Path(input).expanduser(), sequence, size, fps)
+    source = _open_file(Path(input).expanduser(), sequence, size, fps, max_pixels)
     # photos have no clock to keep: --realtime paces only videos and sequences
     return Paced(source) if realtime and source.temporal else source
 
 
-def _open_file(path: Path, sequence: bool, size: tuple[int, int] | None, fps: float | None) -> Source:
+def _open_file(
+    path: Path, sequence: bool, size: tuple[int, int] | None, fps: float | None, max_pixels: int
+) -> Source:
     if not path.exists():
         raise UserError(f"{path}: no such file or folder; check the --input path")
     if path.is_dir():
         paths = _folder_images(path)
-        return SequenceSource(paths, size, fps) if sequence else FolderSource(paths, size)
+        if sequence:
+            return SequenceSource(paths, size, fps, max_pixels)
+        return FolderSource(paths, size, max_pixels)
+    _require_regular(path)
     if path.suffix.lower() in IMAGE_EXTENSIONS:
-        return ImageSource(path, size)
+        return ImageSource(path, size, max_pixels)
     if path.stat().st_size == 0:
         raise UserError(f"{path}: file is empty; check the --input path")
-    return VideoSource(path, size)
+    return VideoSource(path, size, max_pixels)
+
+
+def _require_regular(path: Path) -> None:
+    """Refuse pipes, sockets and devices: opening a pipe with no writer would wait forever."""
+    mode = path.stat().st_mode
+    if stat.S_ISREG(mode):
+        return
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        raise UserError(f"{path}: is a device, not a file; for a camera use --camera {path}")
+    raise UserError(f"{path}: is a pipe or socket, not a file; save the stream to a file and give that")
 
 
 # ----------------------------------------------------------------------------------------------- reader

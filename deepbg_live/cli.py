@@ -2,60 +2,92 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from deepbg_live import geometry
-from deepbg_live.capture import CameraSource, Source, open_source
-from deepbg_live.composite import (
-    COLOR_HELP,
-    DEFAULT_COLOR,
-    Background,
-    BlurBackground,
-    ColorBackground,
-    ImageBackground,
-    VideoBackground,
-)
-from deepbg_live.engine import Segmenter
-from deepbg_live.errors import UserError
-from deepbg_live.hotkeys import Hotkeys
+from deepbg_live.colors import COLOR_HELP, DEFAULT_COLOR
+from deepbg_live.errors import UserError, WriteFailed
+from deepbg_live.image_header import MAX_PIXELS
 from deepbg_live.model_files import model_option_help
-from deepbg_live.outputs import (
-    FolderSink,
-    ImageFileSink,
-    MaskSink,
-    PreviewWindow,
-    Sink,
-    VideoFileSink,
-    VirtualCameraSink,
-)
-from deepbg_live.pipeline import OutputMode, Pipeline
-from deepbg_live.refine import EdgeRefiner
 from deepbg_live.runtimes import PRECISIONS, Device, open_runtime
 from deepbg_live.shutdown import INTERRUPTED, GracefulShutdown
-from deepbg_live.smoothing import TemporalSmoother
+
+# The pipeline's modules (OpenCV, PyAV, ONNX Runtime behind them) are imported in the functions
+# that use them, so that `--help` and a mistyped option answer at once.
+if TYPE_CHECKING:
+    from deepbg_live.capture import Source
+    from deepbg_live.composite import Background
+    from deepbg_live.outputs import Sink
+    from deepbg_live.pipeline import OutputMode
 
 DEMO_OUTPUT = "deepbg-demo.mp4"
+EXIT_WRITE_FAILED = 1  # an output failed part way (a full disk); what it wrote is kept
+EXIT_USER_ERROR = 2  # refused before any work: a bad option, input or output; click's own status too
+MIN_SIDE, MAX_SIDE = 16, 16384  # --size: below 16 px nobody is recognisable; 16K is past any camera
+SIZE_RULE = f"use WIDTHxHEIGHT, each side {MIN_SIDE} to {MAX_SIDE}, for example 1280x720"
+MAX_FPS = 1000.0  # --fps and --vcam-fps: above this a frame rate is a typo
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:
-    """``--size`` as ``(w, h)``, or None when not given."""
+    """``--size`` as ``(w, h)``, or None when not given; a UserError unless each side is in range."""
     if text is None:
         return None
     try:
-        return geometry.parse_size(text)
+        size = geometry.parse_size(text)
     except ValueError:
-        raise UserError(f"bad --size {text!r}: use WIDTHxHEIGHT, for example 1280x720") from None
+        size = None
+    if size is None or not all(MIN_SIDE <= side <= MAX_SIDE for side in size):
+        raise UserError(f"bad --size {text!r}: {SIZE_RULE}")
+    return size
+
+
+class _FiniteFloat(click.FloatRange):
+    """A float in a range, never nan or inf: nan compares false with every bound, so FloatRange takes it."""
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+def _check_size(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    try:
+        parse_size(value)
+    except UserError:
+        raise click.BadParameter(f"{value!r}: {SIZE_RULE}") from None
+    return value
+
+
+class _OneLineCommand(click.Command):
+    """A bad option is reported like any user error: one line, exit 2 (click adds usage and a hint)."""
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: object
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as error:
+            raise _OneLineError(error.format_message()) from None
+
+
+class _OneLineError(click.ClickException):
+    exit_code = 2
 
 
 def choose_background(
     color: str | None, image: str | None, video: str | None, blur: int | None
 ) -> Background:
+    from deepbg_live.composite import BlurBackground, ColorBackground, ImageBackground, VideoBackground
+
     chosen = [
         name
         for name, value in (("--color", color), ("--image", image), ("--video", video), ("--blur", blur))
@@ -74,6 +106,8 @@ def choose_background(
 
 def build_sinks(source: Source, opts: Options, window: bool, stack: ExitStack) -> list[Sink]:
     """The outputs the options ask for, each entered on ``stack`` as it opens; an error if none."""
+    from deepbg_live.outputs import MaskSink, PreviewWindow, VirtualCameraSink
+
     sinks: list[Sink] = []
     if opts.output:
         sinks.append(stack.enter_context(file_sink(source, Path(opts.output), opts.transparent)))
@@ -95,6 +129,8 @@ def build_sinks(source: Source, opts: Options, window: bool, stack: ExitStack) -
 
 def file_sink(source: Source, output: Path, transparent: bool) -> Sink:
     """An image for an image, a folder for a folder (or a suffix-less name), else a video."""
+    from deepbg_live.outputs import FolderSink, ImageFileSink, VideoFileSink
+
     if source.single_image:
         return ImageFileSink(output, transparent=transparent)
     if not source.temporal or not output.suffix:  # independent photos have no frame rate to make a clip
@@ -105,7 +141,9 @@ def file_sink(source: Source, output: Path, transparent: bool) -> Sink:
     )
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.command(
+    cls=_OneLineCommand, context_settings={"help_option_names": ["-h", "--help"], "show_default": True}
+)
 @click.option(
     "--demo",
     is_flag=True,
@@ -115,14 +153,22 @@ def file_sink(source: Source, output: Path, transparent: bool) -> Sink:
 @click.option("--input", "input_path", default=None, help="Video file, image file, or folder of images.")
 @click.option("--sequence", is_flag=True, help="Treat an --input folder as ordered video frames.")
 @click.option("--realtime", is_flag=True, help="Pace a video file at its frame rate, like a live camera.")
-@click.option("--size", default=None, help="Requested camera size, WIDTHxHEIGHT.")
+@click.option("--size", default=None, callback=_check_size, help="Requested camera size, WIDTHxHEIGHT.")
 @click.option(
-    "--fps", type=float, default=None, help="Requested camera frame rate (or --sequence frame rate)."
+    "--fps",
+    type=_FiniteFloat(0, MAX_FPS, min_open=True),
+    default=None,
+    help="Requested camera frame rate (or --sequence frame rate).",
 )
 @click.option("--color", default=None, help=f"Background colour: {COLOR_HELP} [default: {DEFAULT_COLOR}].")
 @click.option("--image", default=None, help="Background image, cover-fitted to the frame.")
 @click.option("--video", default=None, help="Background video, looped.")
-@click.option("--blur", type=int, default=None, help="Blur the real background with this kernel size.")
+@click.option(
+    "--blur",
+    type=click.IntRange(1, 1000),
+    default=None,
+    help="Blur the real background with this kernel size.",
+)
 @click.option(
     "--transparent", is_flag=True, help="Write an alpha channel instead of a background (PNG, WebM, MOV)."
 )
@@ -137,7 +183,10 @@ def file_sink(source: Source, output: Path, transparent: bool) -> Sink:
     help="Virtual camera pixel format.",
 )
 @click.option(
-    "--vcam-fps", type=float, default=None, help="Virtual camera frame rate [default: the input's]."
+    "--vcam-fps",
+    type=_FiniteFloat(0, MAX_FPS, min_open=True),
+    default=None,
+    help="Virtual camera frame rate [default: the input's].",
 )
 @click.option(
     "--vcam-backend",
@@ -172,22 +221,33 @@ def file_sink(source: Source, output: Path, transparent: bool) -> Sink:
     "on portraits, +0.16 on full-body here) at twice the model time. [default: on for photos, off for "
     "video and cameras]",
 )
-@click.option(
-    "--smoothing", type=click.FloatRange(0, 1), default=0.5, help="Temporal smoothing, 0 (off) to 1."
-)
+@click.option("--smoothing", type=_FiniteFloat(0, 1), default=0.5, help="Temporal smoothing, 0 (off) to 1.")
 @click.option(
     "--feather", type=click.IntRange(0, 100), default=0, help="Soften the mask edge by this many pixels."
 )
 @click.option("--refine/--no-refine", default=True, help="Guided-filter edge refinement.")
+@click.option(
+    "--max-pixels",
+    type=click.IntRange(min=1),
+    default=MAX_PIXELS,
+    help="Refuse input pictures larger than this many pixels (a small file can decode to gigabytes).",
+)
 @click.option("--progress/--no-progress", default=True, help="Progress bar for file inputs.")
 def main(**options) -> None:
     """Replace the background behind people in camera or video frames, in real time."""
+    shutdown = GracefulShutdown()
     try:
-        run(Options(**options))
+        with shutdown:
+            run(Options(**options), shutdown)
+    except WriteFailed as error:  # the job had started: what it wrote is kept, and the message says where
+        click.echo(f"Error: {error}", err=True)
+        sys.exit(EXIT_WRITE_FAILED)
     except UserError as error:
         click.echo(f"Error: {error}", err=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
+        sys.exit(EXIT_USER_ERROR)
+    except KeyboardInterrupt:  # a stop signal while starting up, before any output was opened
+        sys.exit(INTERRUPTED)
+    if shutdown.requested:
         sys.exit(INTERRUPTED)
 
 
@@ -224,30 +284,53 @@ class Options:
     feather: int = 0
     refine: bool = True
     progress: bool = True
+    max_pixels: int = MAX_PIXELS
 
     @property
     def mode(self) -> OutputMode:
+        from deepbg_live.pipeline import OutputMode
+
         if self.transparent:
             return OutputMode.TRANSPARENT
         return OutputMode.MASK if self.show_mask else OutputMode.COMPOSITE
 
 
-def run(opts: Options) -> None:
-    """Open the input, build the pipeline and its outputs, and stream until done or stopped."""
+def run(opts: Options, shutdown: GracefulShutdown | None = None) -> None:
+    """Open the input, build the pipeline and its outputs, and stream until done or stopped.
+
+    ``shutdown`` is the signal handler ``main`` entered: once the outputs are open its flag, read
+    between frames, stops the run, so every output is finished cleanly.
+    """
+    from deepbg_live.capture import open_source
+    from deepbg_live.engine import Segmenter
+    from deepbg_live.hotkeys import Hotkeys
+    from deepbg_live.outputs import PreviewWindow
+    from deepbg_live.pipeline import Pipeline
+    from deepbg_live.refine import EdgeRefiner
+    from deepbg_live.smoothing import TemporalSmoother
+
     if opts.demo:
         opts = replace(opts, input_path=str(_demo_input()), output=opts.output or DEMO_OUTPUT)
     if (opts.camera is None) == (opts.input_path is None):
         raise UserError("give exactly one of --camera N or --input PATH (or try --demo)")
+    window = opts.camera is not None if opts.window is None else opts.window
+    check_job_paths(opts, window)  # before anything is opened, so no output can touch an input
     background = choose_background(opts.color, opts.image, opts.video, opts.blur)
     # Opened before the input, so that a bad --model fails before a camera turns on.
     runtime = open_runtime(opts.model, device=opts.device, precision=opts.precision)
     size = parse_size(opts.size)
     source = open_source(
-        opts.camera, opts.input_path, sequence=opts.sequence, realtime=opts.realtime, size=size, fps=opts.fps
+        opts.camera,
+        opts.input_path,
+        sequence=opts.sequence,
+        realtime=opts.realtime,
+        size=size,
+        fps=opts.fps,
+        max_pixels=opts.max_pixels,
     )
-    with GracefulShutdown(), source, ExitStack() as outputs:
+    polling = shutdown.polling() if shutdown is not None else nullcontext(None)
+    with polling as stop, source, ExitStack() as outputs:  # outputs close first, still polling
         outputs.callback(background.close)  # a looping --video background holds an open file
-        window = isinstance(source, CameraSource) if opts.window is None else opts.window
         sinks = build_sinks(source, opts, window, outputs)
         smoother = TemporalSmoother(opts.smoothing if source.temporal else 0.0)
         # A photo has no frame rate to keep, so it can afford the more accurate mirrored average.
@@ -257,12 +340,38 @@ def run(opts: Options) -> None:
         pipeline = Pipeline(segmenter, background, sinks, smoother, refiner, mode=opts.mode)
         preview = next((s for s in sinks if isinstance(s, PreviewWindow)), None)
         user_backgrounds = [background] if opts.image or opts.video else []
-        controller = Hotkeys(pipeline, preview, user_backgrounds) if preview else None
-        stats = pipeline.run(source, progress=opts.progress, controller=controller)
+        controller = Hotkeys(pipeline, preview, user_backgrounds, stop) if preview else None
+        stats = pipeline.run(source, progress=opts.progress, controller=controller, stop=stop)
     dropped = f", {stats.dropped} dropped" if stats.dropped else ""
-    click.echo(f"{stats.frames} frames at {stats.fps():.1f} fps{dropped}", err=True)
+    stopped = "stopped after " if shutdown is not None and shutdown.requested else ""
+    click.echo(f"{stopped}{stats.frames} frames at {stats.fps():.1f} fps{dropped}", err=True)
     if opts.output:
         click.echo(f"wrote {opts.output}", err=True)
+
+
+def check_job_paths(opts: Options, window: bool) -> None:
+    """Refuse, in one line, an output that is an input, would overwrite one, or lies in an input folder."""
+    from deepbg_live.outputs.safety import Input, Output, check_paths
+
+    named = [("--input", opts.input_path), ("--image", opts.image), ("--video", opts.video)]
+    named += [("--model", opts.model), ("--camera", None if str(opts.camera).isdigit() else opts.camera)]
+    inputs = [Input(Path(path).expanduser(), option) for option, path in named if path]
+    outputs = []
+    if opts.output:
+        outputs.append(Output(Path(opts.output), "--output", folder=_writes_a_folder(opts)))
+    if opts.save_mask:
+        outputs.append(Output(Path(opts.save_mask), "--save-mask", folder=True))
+    if window:  # the s key saves snapshots into the current folder
+        outputs.append(
+            Output(Path.cwd(), "the snapshot folder (the s key)", folder=True, shares_folders=True)
+        )
+    check_paths(inputs, outputs)
+
+
+def _writes_a_folder(opts: Options) -> bool:
+    """Whether --output will be a folder of images (as ``file_sink`` decides once the input is open)."""
+    independent_photos = opts.input_path is not None and os.path.isdir(opts.input_path) and not opts.sequence
+    return independent_photos or not Path(opts.output).suffix
 
 
 def _demo_input() -> Path:

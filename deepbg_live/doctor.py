@@ -1,5 +1,8 @@
 """``python -m deepbg_live.doctor``: check this installation, and repair the OpenCV clash.
 
+Every shipped model is loaded and run once in each precision on each backend that is installed,
+so a damaged or stale model file shows up here rather than in the middle of a call.
+
 opencv-python (with windows) and opencv-python-headless (which albumentations requires for
 training) both install the same ``cv2`` folder, and whichever pip installs last wins. If the
 headless build won, the preview window cannot open. ``--fix-opencv`` puts the GUI build back on
@@ -45,8 +48,16 @@ def _gui_in_fresh_process() -> bool:
     return subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
-def report() -> list[tuple[str, bool, str]]:
-    """(check, passed, detail) for each part of the installation."""
+Check = tuple[str, bool, str]  # (what was checked, passed, detail)
+
+
+def report() -> list[Check]:
+    """(check, passed, detail) for each part of the installation, then for each shipped model."""
+    return [*installation_checks(), *model_checks()]
+
+
+def installation_checks() -> list[Check]:
+    """The packages, the GPU and the display: what the shipped models need around them."""
     import numpy
 
     rows = [("numpy", True, numpy.__version__)]
@@ -55,18 +66,18 @@ def report() -> list[tuple[str, bool, str]]:
     gui = opencv_has_gui()
     rows.append(("opencv with windows", gui, cv2.__version__ if gui else "headless build; run --fix-opencv"))
     try:
-        import onnxruntime
+        from deepbg_live.runtimes.onnx_runtime import ort
 
-        rows.append(("onnxruntime (fast CPU backend)", True, onnxruntime.__version__))
+        rows.append(("onnxruntime (the CPU backend)", True, ort.__version__))
     except ImportError:
-        rows.append(
-            ("onnxruntime (fast CPU backend)", False, "pip install onnxruntime; torch is used meanwhile")
-        )
-    import torch
-
-    cuda = torch.cuda.is_available()
-    rows.append(("torch", True, torch.__version__))
-    rows.append(("CUDA GPU", cuda, torch.cuda.get_device_name(0) if cuda else "none; --device cpu is used"))
+        rows.append(("onnxruntime (the CPU backend)", False, "not installed; reinstall deepbg-live"))
+    without_torch = (
+        "not installed: not needed for the shipped models on a CPU; "
+        "`pip install 'deepbg-live[cuda]'` for a GPU or your own .safetensors/.pt weights"
+    )
+    rows.append(("torch (optional)", True, installed_version("torch") or without_torch))
+    gpu = _cuda_gpu_name()
+    rows.append(("CUDA GPU", gpu is not None, gpu or "none; --device cpu is used"))
     from deepbg_live.outputs.preview import display_available
 
     display = display_available()
@@ -77,24 +88,77 @@ def report() -> list[tuple[str, bool, str]]:
             "found" if display else "none (Wayland needs XWayland); use --no-window or xvfb-run",
         )
     )
-    from deepbg_live.model_files import DEFAULT_WEIGHTS
-
-    rows.append(("shipped model weights", DEFAULT_WEIGHTS.exists(), str(DEFAULT_WEIGHTS)))
-    rows.append(_cpu_precision_row())
     return rows
 
 
-def _cpu_precision_row() -> tuple[str, bool, str]:
-    """Whether the default model really runs in int8 on this CPU (what users get, not a file check)."""
-    import warnings
+def model_checks() -> list[Check]:
+    """Every shipped model in every precision on every backend here, loaded and run once.
+
+    First, what the default gives on a CPU: int8, unless its file is missing or stale.
+    """
+    from deepbg_live.model_files import shipped_models
+
+    rows = [_cpu_precision_row()]
+    for name in shipped_models():
+        for backend, device, precision in _combinations(name):
+            rows.append(
+                (f"model {name}, {precision} on {backend}", *_try_model(name, backend, device, precision))
+            )
+    return rows
+
+
+def _combinations(name: str) -> list[tuple[str, str, str]]:
+    """(backend, device, precision) for each way this installation offers to run shipped model ``name``."""
+    from deepbg_live.model_files import int8_path, model_path
+
+    combinations = [("onnxruntime", "cpu", "fp32")]
+    if int8_path(model_path(name)).exists():
+        combinations.append(("onnxruntime", "cpu", "int8"))
+    if installed_version("torch"):
+        combinations.append(("torch-cpu", "cpu", "fp32"))
+    if _cuda_gpu_name() is not None:
+        combinations.append(("torch-cuda", "cuda", "fp16"))
+    return combinations
+
+
+def _try_model(name: str, backend: str, device: str, precision: str) -> tuple[bool, str]:
+    """Open the model as asked and segment one small blank frame: (passed, detail)."""
+    import numpy as np
 
     from deepbg_live.errors import UserError
     from deepbg_live.runtimes import open_runtime
 
+    asked = "auto" if precision == "fp16" else precision  # a GPU runs fp16 when asked for auto
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # a stale int8 file is reported in the row instead
-            precision = open_runtime(device="cpu").precision
+        runtime = open_runtime(name, device=device, backend=backend, precision=asked)
+        out = runtime(np.zeros((1, 3, 48, 64), np.float32))
+    except UserError as error:
+        return False, str(error)
+    except Exception as error:  # a broken file can fail anywhere in the library that reads it
+        return False, f"{type(error).__name__}: {error}"
+    if out.shape != (1, 1, 48, 64) or runtime.precision != precision:
+        return False, f"ran as {runtime.precision}, giving shape {out.shape}"
+    return True, "loads and runs"
+
+
+def _cuda_gpu_name() -> str | None:
+    """The CUDA GPU torch would use, or None (also without torch)."""
+    from deepbg_live.runtimes import resolve_device
+
+    if resolve_device("auto") != "cuda":
+        return None
+    import torch
+
+    return torch.cuda.get_device_name(0)
+
+
+def _cpu_precision_row() -> Check:
+    """Whether the default model really runs in int8 on this CPU (what users get, not a file check)."""
+    from deepbg_live.errors import UserError
+    from deepbg_live.runtimes import open_runtime
+
+    try:
+        precision = open_runtime(device="cpu").precision
     except UserError as error:
         return ("int8 CPU model", False, str(error))
     if precision == "int8":
@@ -109,7 +173,11 @@ def _cpu_precision_row() -> tuple[str, bool, str]:
 @click.command()
 @click.option("--fix-opencv", is_flag=True, help="If the headless OpenCV build won, put the GUI build back.")
 def main(fix_opencv: bool) -> None:
-    """Check the installation: OpenCV windows, backends, GPU, display and weights."""
+    """Check the installation: OpenCV windows, backends, GPU, display and every shipped model.
+
+    Each shipped model is loaded and run in every precision on every backend here; the exit
+    status is 1 if one of them fails.
+    """
     if fix_opencv and not opencv_has_gui():
         click.echo("opencv-python-headless has replaced the GUI build of cv2; reinstalling opencv-python ...")
         if not restore_gui_opencv():
@@ -118,8 +186,11 @@ def main(fix_opencv: bool) -> None:
             )
             sys.exit(1)
         return
-    for name, passed, detail in report():
+    models = model_checks()
+    for name, passed, detail in [*installation_checks(), *models]:
         click.echo(f"{'ok ' if passed else '-- '} {name}: {detail}")
+    if not all(passed for _, passed, _ in models):
+        sys.exit(1)
 
 
 if __name__ == "__main__":

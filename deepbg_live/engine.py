@@ -16,6 +16,10 @@ from deepbg_live.geometry import long_side_size
 from deepbg_live.preprocess import shrink, to_batch
 from deepbg_live.runtimes import Backend, Precision, Runtime, open_runtime
 
+# The network pads each side up to a multiple of its stride (at most 32) by reflection, which needs
+# more pixels than it adds: a narrower input (a 1x1000 photo, an 8x1000 video) is padded here first.
+MIN_INPUT_SIDE = 32
+
 
 class Segmenter:
     """Frame in, person probability out, whatever the model file and device.
@@ -71,14 +75,29 @@ class Segmenter:
         return to_batch(shrink(frame_bgr, self.input_size(frame_bgr.shape[1], frame_bgr.shape[0])))
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        """Probability that each pixel is a person, ``(h, w)`` float32 in 0..1."""
+        """Probability that each pixel is a person, ``(h, w)`` float32 in 0..1.
+
+        A UserError if the model gives NaN: a broken model file would otherwise make a blank video.
+        """
+        height, width = batch.shape[-2:]
+        batch = _pad_to_min_side(batch)
         prob = self._probability(batch)
         if self._flip_average:
             prob = 0.5 * (prob + self._probability(batch[..., ::-1])[:, ::-1])
-        return prob
+        if not np.isfinite(prob).all():
+            raise UserError("the model gave NaN or infinite values, not probabilities; check or re-export it")
+        return prob[:height, :width]
 
     def _probability(self, batch: np.ndarray) -> np.ndarray:
         return self.runtime(np.ascontiguousarray(batch))[0, 0]
 
     def __call__(self, frame_bgr: np.ndarray) -> np.ndarray:
         return self.infer(self.preprocess(frame_bgr))
+
+
+def _pad_to_min_side(batch: np.ndarray) -> np.ndarray:
+    """``batch`` with its bottom and right edges repeated until both sides are at least ``MIN_INPUT_SIDE``."""
+    pad_h, pad_w = (max(0, MIN_INPUT_SIDE - side) for side in batch.shape[-2:])
+    if not pad_h and not pad_w:
+        return batch
+    return np.pad(batch, ((0, 0), (0, 0), (0, pad_h), (0, pad_w)), mode="edge")

@@ -7,3 +7,11 @@ class UserError(Exception):
     The message should name the thing at fault and end with what to do, e.g.
     ``"camera 3 could not be opened; list cameras with `v4l2-ctl --list-devices` or try --camera 0"``.
     """
+
+
+class WriteFailed(UserError):
+    """An output failed part way (a full disk, a lost drive): one line that says what was kept.
+
+    The CLI exits 1 for it, not 2 as for a refused command: the job had started, and its output is
+    incomplete.
+    """

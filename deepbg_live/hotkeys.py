@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from enum import Enum
@@ -59,9 +60,16 @@ def action_for(key: int) -> Action | None:
 class Hotkeys:
     """The pipeline's controller while a preview shows: acts on the window's keys after each frame."""
 
-    def __init__(self, pipeline: Pipeline, window: PreviewWindow, user_backgrounds: list[Background]):
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        window: PreviewWindow,
+        user_backgrounds: list[Background],
+        stop: threading.Event | None = None,
+    ):
         self.pipeline, self.window = pipeline, window
         self.user_backgrounds = user_backgrounds
+        self.stop = stop  # a stop signal ends a pause too
         self.colour, self.blur, self.user = 0, 0, 0
         self.last: Result | None = None
         self.ticks: list[float] = []
@@ -83,8 +91,10 @@ class Hotkeys:
         return self.handle(action)
 
     def wait_while_paused(self) -> Action | None:
-        """Hold the current picture until space is pressed again; other keys still act."""
+        """Hold the current picture until space is pressed again (or a stop signal); other keys still act."""
         while True:
+            if self.stop is not None and self.stop.is_set():
+                return Action.QUIT
             action = self.window.poll_key(wait_ms=30)
             if action is Action.PAUSE:
                 return None
@@ -119,8 +129,15 @@ class Hotkeys:
     def snapshot(self) -> None:
         if self.last is None:
             return
+        from deepbg_live.outputs.safety import write_new  # here: the outputs package imports this module
+
         path = Path(time.strftime("deepbg-snapshot-%Y%m%d-%H%M%S.png"))
-        cv2.imwrite(str(path), self.last.image)
+        _, png = cv2.imencode(".png", self.last.image)
+        try:
+            path = write_new(path, png.data)  # never over an existing file: a second one gets "-2"
+        except OSError as exc:
+            click.echo(f"could not save a snapshot in the current folder ({exc.strerror})", err=True)
+            return
         click.echo(f"saved {path}", err=True)
 
     def toggle_stats(self) -> None:

@@ -1,4 +1,9 @@
-"""Model files: which one ``--model`` names, the int8 export beside it, and what an ONNX file records.
+"""Model files: which one ``--model`` names, the ONNX exports beside it, and what an ONNX file records.
+
+Weights ``NAME.safetensors`` (or ``.pt``) may have two exports beside them, written by
+``python -m training.export``: ``NAME.onnx`` (fp32) and ``NAME.int8.onnx``. Each records the
+SHA-256 of the weights it was made from, so that a runtime uses it only with exactly those. The
+shipped models carry both (int8 where it pays), so running one needs neither torch nor an export.
 
 Torch-free (and ONNX-Runtime-free), so the command line can list the shipped models and a runtime
 can pick its file without importing the network.
@@ -14,7 +19,9 @@ from deepbg_live.errors import UserError
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_MODEL = "realtime"  # the shipped model ``--model`` defaults to
 DEFAULT_WEIGHTS = WEIGHTS_DIR / f"{DEFAULT_MODEL}.safetensors"
-INT8_SUFFIX = ".int8.onnx"  # realtime.safetensors -> realtime.int8.onnx, made by training.export
+FP32_SUFFIX = ".onnx"  # realtime.safetensors -> realtime.onnx, made by training.export
+INT8_SUFFIX = ".int8.onnx"  # realtime.safetensors -> realtime.int8.onnx, made by training.export --calibrate
+WEIGHTS_SHA256 = "weights_sha256"  # the metadata key that ties an export to its weights
 MODEL_SUFFIXES = (".safetensors", ".pt", ".onnx")
 METADATA_PROPS = 14  # ModelProto's field number for metadata_props (onnx.proto)
 
@@ -45,14 +52,29 @@ def is_onnx(path: Path) -> bool:
     return path.suffix.lower() == ".onnx"
 
 
+def is_shipped(path: Path) -> bool:
+    """True for the weights of a model bundled with the package (whose exports must be there too)."""
+    return path.suffix == ".safetensors" and path.resolve().parent == WEIGHTS_DIR.resolve()
+
+
+def fp32_path(weights: Path) -> Path:
+    """Where the fp32 ONNX export of ``weights`` lives: beside it, as ``NAME.onnx``."""
+    return weights.with_name(weights.stem + FP32_SUFFIX)
+
+
 def int8_path(weights: Path) -> Path:
     """Where the int8 export of ``weights`` lives: beside it, as ``NAME.int8.onnx``."""
     return weights.with_name(weights.stem + INT8_SUFFIX)
 
 
 def weights_digest(path: str | Path) -> str:
-    """SHA-256 of a weights file: what ties an int8 export to the weights it was made from."""
+    """SHA-256 of a weights file: what ties an ONNX export to the weights it was made from."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def made_from(model: bytes, weights: Path) -> bool:
+    """True when the ONNX ``model`` records exactly the SHA-256 of ``weights``."""
+    return onnx_metadata(model).get(WEIGHTS_SHA256) == weights_digest(weights)
 
 
 def check_model_file(path: Path, is_default: bool) -> None:
@@ -89,6 +111,33 @@ def onnx_metadata(model: bytes) -> dict[str, str]:
         return {bytes(e.get(1, b"")).decode(): bytes(e.get(2, b"")).decode() for e in entries}
     except (IndexError, ValueError) as exc:
         raise UserError("could not read the ONNX model: it is not an ONNX file; re-export it") from exc
+
+
+def with_metadata(model: bytes, entries: dict[str, str]) -> bytes:
+    """``model`` with ``entries`` added to its metadata, without the ``onnx`` package.
+
+    A protobuf message may be extended by appending fields, so each entry is one
+    ``metadata_props`` field (a key/value message) written after the model's bytes.
+    """
+    extra = bytearray()
+    for key, value in entries.items():
+        entry = _field(1, key.encode()) + _field(2, value.encode())
+        extra += _field(METADATA_PROPS, entry)
+    return model + bytes(extra)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """One length-delimited protobuf field (wire type 2)."""
+    return _encode_varint(number << 3 | 2) + _encode_varint(len(payload)) + payload
+
+
+def _encode_varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
 
 
 def _fields(data: memoryview):

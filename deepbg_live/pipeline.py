@@ -7,6 +7,7 @@ live sources, so latency never builds up; file sources never drop a frame.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
@@ -145,12 +146,18 @@ class Pipeline:
         return self.segment(frame)
 
     def run(
-        self, source: Source, progress: bool = False, controller: Callable[[Result], bool] | None = None
+        self,
+        source: Source,
+        progress: bool = False,
+        controller: Callable[[Result], bool] | None = None,
+        stop: threading.Event | None = None,
     ) -> Stats:
-        """Stream ``source`` to the outputs until it ends, ``controller`` returns False, or Ctrl-C.
+        """Stream ``source`` to the outputs until it ends, ``controller`` returns False, or ``stop`` is set.
 
-        ``source`` is played once and closed on the way out; no thread outlives the call. The outputs
-        stay open: whoever built them closes them (``with``), so files are finalised.
+        ``stop`` is read between frames (``GracefulShutdown.polling()`` sets it on a signal), so a
+        frame is always written whole. ``source`` is played once and closed on the way out; no thread
+        outlives the call. The outputs stay open: whoever built them closes them (``with``), so files
+        are finalised.
         """
         self.stats = Stats()
         bar = _progress_bar(source, progress)
@@ -160,6 +167,8 @@ class Pipeline:
         results = Stage(self.compose, segmented, maxsize=depth, name="compose")
         try:
             for result in results:
+                if stop is not None and stop.is_set():
+                    break
                 self.emit(result)
                 bar.update(1)
                 if controller is not None and not controller(result):

@@ -300,6 +300,7 @@ def test_quick_mode_on_tiny_generated_input(tmp_path, data_root, reference_onnx)
     out = tmp_path / "bench"
     args = ["--quick", "--out", str(out), "--data-root", str(data_root), "--resolutions", "64x48"]
     args += ["--reference", str(reference_onnx), "--no-progress"]
+    args += ["--references", str(tmp_path / "no-references")]  # as for a user: no shared models
     result = CliRunner().invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     results = json.loads((out / "results.json").read_text())
@@ -322,5 +323,7 @@ def test_quick_mode_on_tiny_generated_input(tmp_path, data_root, reference_onnx)
     assert kinds == {(m, k) for m in ("ours", "tiny-ref") for k in ("video", "still")}
     assert results["training"]["rows"][0]["images_per_s"] > 0
     assert set(results["reference"]["latency"]) == {"ours", "tiny-ref"}
+    assert [row["model"] for row in results["reference"]["comparison"]] == ["ours", "tiny-ref"]
+    assert any("No reference models at" in note for note in results["meta"]["notes"])
     assert (out / "report.md").is_file() and (out / "flicker.png").is_file()
     assert not (out / ".scratch").exists()  # generated clips and stand-in weights are cleaned up

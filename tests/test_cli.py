@@ -210,7 +210,8 @@ def test_interrupting_a_long_job_leaves_a_playable_file_with_what_was_done(tmp_p
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     deadline = time.time() + 60
-    while time.time() < deadline and not out.exists():
+    writing = out.with_name("partial.partial.mp4")  # its name until it is finished
+    while time.time() < deadline and not writing.exists():
         time.sleep(0.1)
     time.sleep(2.0)  # --realtime plays at 30 fps, so about 60 frames are done by now
     process.send_signal(sig)

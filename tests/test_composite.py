@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import webcolors
 
+from deepbg_live.colors import DEFAULT_COLOR, parse_color
 from deepbg_live.composite import (
-    DEFAULT_COLOR,
     BlurBackground,
     ColorBackground,
     ImageBackground,
@@ -17,7 +17,6 @@ from deepbg_live.composite import (
     composite,
     cover_fit,
     mask_view,
-    parse_color,
     with_alpha,
 )
 from deepbg_live.errors import UserError

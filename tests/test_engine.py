@@ -253,6 +253,20 @@ def test_an_int8_file_made_from_other_weights_is_ignored_with_a_warning(weights,
         Segmenter(own, device="cpu", precision="int8")
 
 
+def test_a_users_fp32_export_beside_the_weights_is_used_only_if_made_from_them(weights, model, tmp_path):
+    own = tmp_path / "m.safetensors"
+    own.write_bytes(Path(weights).read_bytes())
+    fp32 = model_files.fp32_path(own)
+    fp32.write_bytes(model_files.fp32_path(model_files.DEFAULT_WEIGHTS).read_bytes())  # other weights
+    with pytest.warns(UserWarning, match="exporting the weights in memory meanwhile"):
+        assert open_runtime(own, device="cpu").long_side == model.config.long_side
+    fp32.write_bytes(
+        model_files.with_metadata(export_onnx(model), {"weights_sha256": model_files.weights_digest(own)})
+    )
+    loaded = open_runtime(own, device="cpu")  # used as it is: no warning, no export
+    assert (loaded.name, loaded.precision) == (Backend.ONNXRUNTIME, Precision.FP32)
+
+
 def test_asking_for_int8_without_an_int8_file_says_how_to_make_one(weights):
     with pytest.raises(UserError, match="training.export"):
         Segmenter(weights, device="cpu", precision="int8")

@@ -30,10 +30,28 @@ def test_the_wheel_ships_only_the_runtime_package_its_weights_and_sample(tmp_pat
     assert top_level == {"deepbg_live"}
     assert "deepbg_live/samples/astronaut.jpg" in names
     weights = Path(ROOT / "deepbg_live" / "weights")
-    shipped = [*weights.glob("*.safetensors"), *weights.glob("*.int8.onnx")]
+    shipped = [*weights.glob("*.safetensors"), *weights.glob("*.onnx")]
     assert any(path.name.endswith(".int8.onnx") for path in shipped)
+    for path in weights.glob("*.safetensors"):  # every model as fp32 ONNX too, for a CPU without torch
+        assert path.with_suffix(".onnx") in shipped
     for path in shipped:
         assert f"deepbg_live/weights/{path.name}" in names
+
+
+def test_torch_is_an_extra_not_a_requirement():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert not [r for r in project["dependencies"] if r.startswith("torch")]
+    for extra in ("cuda", "train"):
+        assert any(r.startswith("torch") for r in project["optional-dependencies"][extra]), extra
+
+
+def test_ci_runs_the_readmes_test_command_verbatim():
+    readme = (ROOT / "README.md").read_text()
+    command = next(line for line in readme.splitlines() if "pip install -e '.[train,dev]'" in line)
+    setup_step = "python3 -m venv .venv && . .venv/bin/activate && "
+    assert command.startswith(setup_step)
+    assert command.removeprefix(setup_step) in (ROOT / ".ci" / "run").read_text().splitlines()
 
 
 def test_the_doctor_reports_that_the_shipped_model_runs_in_int8():

@@ -92,7 +92,9 @@ def test_a_sink_in_with_is_closed_on_the_way_out_even_when_the_body_raises(tmp_p
         for i in range(5):
             sink.write(Frame(image, i, 0.0, None), image, alpha)
         raise RuntimeError("boom")
-    assert media.probe(out).frames == 5  # the trailer was written, so the file plays
+    # a failed job keeps its frames, finished and playable, under a name that says it is incomplete
+    assert media.probe(tmp_path / "crashed.partial.mp4").frames == 5
+    assert not out.exists()
     with pytest.raises(RuntimeError, match="after close"):
         sink.write(Frame(image, 5, 0.0, None), image, alpha)
 

@@ -291,7 +291,7 @@ def test_export_writes_onnx_that_matches_torch_and_fp16_weights(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "w" / "m.safetensors").exists()
-    assert (tmp_path / "m.onnx").exists()  # beside the checkpoint: the package ships no ONNX copy
+    assert (tmp_path / "w" / "m.onnx").exists()  # beside the weights, tied to them by their hash
 
 
 def photo_pairs(root: Path, count: int = 12) -> Path:
@@ -323,7 +323,7 @@ def test_export_calibrate_writes_an_int8_model_the_runtime_picks_up(tmp_path):
     assert "int8 vs fp32 mask IoU" in result.stdout
     assert Segmenter(tmp_path / "w" / "m.safetensors", device="cpu").precision == "int8"
     # quantisation's scratch files stay out of the working folder
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "m.onnx", "trained.safetensors", "w"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "trained.safetensors", "w"]
 
 
 def test_export_without_calibrate_says_the_old_int8_file_no_longer_matches(tmp_path):

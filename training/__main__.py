@@ -172,7 +172,9 @@ def main(preset, resume, wandb_mode, images, masks, val_images, val_masks, repea
                 repeat=_parse_repeat(repeat),
             )
             cfg.data_root = cfg.data_root or None
-        with GracefulShutdown():  # SIGTERM unwinds like Ctrl-C, which saves last.pt first
+        # Ctrl-C, SIGTERM or SIGHUP unwinds, which saves last.pt first; a second signal leaves that
+        # save alone, a third quits at once (the previous last.pt stays whole: it is saved atomically)
+        with GracefulShutdown():
             Trainer(cfg, resume=resume).run()
     except KeyboardInterrupt:
         click.echo(f"interrupted; resume with: python -m training --out {out} --resume", err=True)

@@ -1,16 +1,20 @@
-"""``python -m training.export``: ship a trained model as fp16 safetensors, and write its ONNX.
+"""``python -m training.export``: ship a trained model as fp16 safetensors, with its ONNX beside it.
 
-The runtime exports fp32 ONNX from the safetensors file in memory at start, so the two can never
-drift apart. The ONNX file written here is for other tools and for ``deepbg-live --model
-NAME.onnx``. It is checked numerically against torch before anything is written.
+``NAME.onnx`` (fp32) is what the runtime runs on a CPU, without torch. It is exported from the
+fp16-rounded weights that ``NAME.safetensors`` holds, checked numerically against torch before
+anything is written, and records the SHA-256 of ``NAME.safetensors``, so that the runtime uses it
+only with exactly those weights.
 
-With ``--calibrate DATA_ROOT`` it also writes ``NAME.int8.onnx`` beside the safetensors file: a
-statically quantised copy, 1.7-1.9x as fast on a CPU here, which records the SHA-256 of the weights
-it was made from so the runtime uses it only with exactly those weights.
+With ``--calibrate DATA_ROOT`` it also writes ``NAME.int8.onnx``: a statically quantised copy,
+1.7-1.9x as fast on a CPU here, tied to the weights the same way.
+
+Given the file that already is ``NAME.safetensors`` in ``--out`` (a shipped model), it leaves the
+weights byte for byte as they are and writes only the ONNX, so an int8 file beside them stays valid.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import sys
 from pathlib import Path
@@ -22,7 +26,14 @@ import torch
 from deepbg_live.engine import Segmenter
 from deepbg_live.export import export_onnx
 from deepbg_live.model import CONFIGS, ModelConfig, load_weights, save_weights
-from deepbg_live.model_files import WEIGHTS_DIR, int8_path, weights_digest
+from deepbg_live.model_files import (
+    WEIGHTS_DIR,
+    WEIGHTS_SHA256,
+    fp32_path,
+    int8_path,
+    weights_digest,
+    with_metadata,
+)
 from deepbg_live.runtimes.onnx_runtime import create_session
 from deepbg_live.runtimes.torch_runtime import TorchCpuRuntime
 from evaluation.layout import DatasetError, shared_data_folders, split_pairs
@@ -63,12 +74,6 @@ def relabel(config: ModelConfig, target: ModelConfig) -> ModelConfig:
 )
 @click.option("--name", default=None, help="File stem [default: the model config's name].")
 @click.option(
-    "--onnx-out",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Folder for NAME.onnx [default: the checkpoint's folder].",
-)
-@click.option(
     "--config",
     "config_name",
     type=click.Choice(sorted(CONFIGS)),
@@ -88,7 +93,6 @@ def main(
     checkpoint: Path,
     out: Path,
     name: str | None,
-    onnx_out: Path | None,
     config_name: str | None,
     data_root: Path | None,
 ) -> None:
@@ -97,25 +101,26 @@ def main(
     if config_name:
         model.config = relabel(model.config, CONFIGS[config_name])
     name = name or model.config.name
-    onnx_out = onnx_out or checkpoint.parent
-    onnx_bytes = export_onnx(model)
-    error = onnx_max_error(onnx_bytes, model)
+    weights = out / f"{name}.safetensors"
+    keep_weights = config_name is None and weights.exists() and weights.samefile(checkpoint)
+    shipped = copy.deepcopy(model).half().float()  # what NAME.safetensors holds
+    onnx_bytes = export_onnx(shipped)
+    error = onnx_max_error(onnx_bytes, shipped)
     if error > TOLERANCE:
         click.echo(
             f"Error: ONNX differs from torch by {error:.2e} (> {TOLERANCE:.0e}); nothing written", err=True
         )
         sys.exit(1)
     out.mkdir(parents=True, exist_ok=True)
-    onnx_out.mkdir(parents=True, exist_ok=True)
-    (onnx_out / f"{name}.onnx").write_bytes(onnx_bytes)
-    keep = {k: v for k, v in metadata.items() if k != "config"}
-    save_weights(model, out / f"{name}.safetensors", half=True, **keep)
-    click.echo(
-        f"wrote {out / name}.safetensors (fp16) and {onnx_out / name}.onnx; ONNX max logit error {error:.1e}"
-    )
+    if not keep_weights:
+        keep = {k: v for k, v in metadata.items() if k != "config"}
+        save_weights(model, weights, half=True, **keep)
+    fp32_path(weights).write_bytes(with_metadata(onnx_bytes, {WEIGHTS_SHA256: weights_digest(weights)}))
+    written = "" if keep_weights else f"{weights} (fp16) and "
+    click.echo(f"wrote {written}{fp32_path(weights)}; ONNX max logit error {error:.1e}")
     if data_root is not None:
-        write_int8(out / f"{name}.safetensors", data_root)
-    elif (stale := int8_path(out / f"{name}.safetensors")).exists():
+        write_int8(weights, data_root)
+    elif not keep_weights and (stale := int8_path(weights)).exists():
         click.echo(
             f"note: {stale} was made from the old weights, so the runtime will run "
             "fp32; add --calibrate DATA_ROOT to rebuild it"

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deepbg_live.model_files import WEIGHTS_SHA256
 from deepbg_live.runtimes.onnx_runtime import create_session
 from evaluation.layout import Pair, read_pair
 from evaluation.metrics import iou
@@ -76,12 +77,14 @@ def quantize_int8(onnx_bytes: bytes, batches: Iterable[np.ndarray], weights_sha2
         )
         model = onnx.load(str(int8))
     source = onnx.load_from_string(onnx_bytes)
+    own = {"precision": "int8", WEIGHTS_SHA256: weights_sha256}  # replace the source's, never duplicate
     del model.metadata_props[:]
     for entry in source.metadata_props:
-        model.metadata_props.add(key=entry.key, value=entry.value)
-    model.metadata_props.add(key="precision", value="int8")
-    if weights_sha256:
-        model.metadata_props.add(key="weights_sha256", value=weights_sha256)
+        if entry.key not in own:
+            model.metadata_props.add(key=entry.key, value=entry.value)
+    for key, value in own.items():
+        if value:
+            model.metadata_props.add(key=key, value=value)
     return model.SerializeToString()
 
 

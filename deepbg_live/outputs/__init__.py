@@ -1,7 +1,8 @@
 """Where composited frames go: files, folders, videos, the preview window and the virtual camera.
 
 Every output is a ``Sink``: ``write(frame, image, alpha)`` per frame, ``close()`` once, and ``with``.
-Whoever builds a sink closes it; the pipeline only writes.
+Whoever builds a sink closes it; the pipeline only writes. Every file output follows ``safety``: no
+output touches an input, and no file gets its name before it is complete.
 """
 
 from deepbg_live.outputs.base import Sink, SinkBase

@@ -9,6 +9,9 @@ from pathlib import Path
 import av
 import numpy as np
 
+from deepbg_live.capture import Timeline
+from deepbg_live.formats import literal
+
 log = logging.getLogger(__name__)
 
 _BLOCK = 1024  # samples per audio frame handed to the encoder
@@ -19,7 +22,9 @@ class AudioCopier:
     """Carries the input's audio into the output, aligned to the video's first frame (time 0).
 
     Packets are copied untouched when their codec is in ``accepted`` (no quality loss, no CPU),
-    otherwise decoded and re-encoded with ``encoder`` ("aac" or "libopus").
+    otherwise decoded and re-encoded with ``encoder`` ("aac" or "libopus"). Their times are made
+    continuous as the capture side makes the video's (``Timeline``), so a file whose timestamps
+    reset (two .ts files joined) keeps its sound, in step.
     """
 
     def __init__(
@@ -28,7 +33,7 @@ class AudioCopier:
         self._in = None
         self._stream = None
         try:
-            self._in = av.open(str(source))
+            self._in = av.open(literal(source))  # a name like file:x.mp4 is a file, not a protocol
         except (av.error.FFmpegError, OSError) as exc:
             log.warning("%s: could not read its audio (%s); the output has no sound", source, exc)
             return
@@ -42,7 +47,10 @@ class AudioCopier:
         self._zero = (
             float(video.start_time * video.time_base) if video and video.start_time is not None else 0.0
         )
-        self._copy = src.codec_context.name in accepted
+        # AAC from MPEG-TS (ADTS) repeats its setup in each packet instead of once up front, where an
+        # index written before the first packet (fragmented MP4) needs it: such a track is re-encoded.
+        adts = src.codec_context.name == "aac" and not src.codec_context.extradata
+        self._copy = src.codec_context.name in accepted and not adts
         if self._copy:
             self._stream = out.add_stream_from_template(src)
         else:
@@ -53,7 +61,9 @@ class AudioCopier:
             self._stream = out.add_stream(encoder, rate=rate, layout=layout)
         self._out = out
         self._packets = self._in.demux(src)
-        self._pending: av.Packet | None = None
+        frame = (src.codec_context.frame_size or _BLOCK) / (src.codec_context.sample_rate or 48000)
+        self._timeline = Timeline.of(self._in, step=frame)
+        self._pending: tuple[av.Packet, float] | None = None  # the next packet and its continuous start
         self._done = False
 
     def copy_until(self, t: float) -> None:
@@ -61,39 +71,37 @@ class AudioCopier:
         if self._stream is None or self._done:
             return
         while True:
-            packet = self._peek()
-            if packet is None or self._start(packet) >= t:
+            pending = self._peek()
+            if pending is None or pending[1] >= t:
                 return
             self._pending = None
-            self._mux(packet)
+            self._mux(*pending)
 
     def finish(self, t: float) -> None:
         self.copy_until(t)
         if self._stream is not None and not self._copy:
             self._out.mux(self._stream.encode(None))
 
-    def _peek(self) -> av.Packet | None:
-        pending = self._pending
-        while pending is None:
+    def _peek(self) -> tuple[av.Packet, float] | None:
+        while self._pending is None:
             try:
                 packet = next(self._packets)
             except (StopIteration, av.error.FFmpegError):
                 self._done = True
                 return None
             if packet.pts is not None and packet.size:  # the demuxer's final flush packet is empty
-                pending = packet
-        self._pending = pending
-        return pending
+                start = float(packet.pts * packet.time_base) - self._zero
+                duration = float(packet.duration * packet.time_base) if packet.duration else None
+                self._pending = packet, self._timeline(start, duration)
+        return self._pending
 
-    def _start(self, packet: av.Packet) -> float:
-        return float(packet.pts * packet.time_base) - self._zero
-
-    def _mux(self, packet: av.Packet) -> None:
+    def _mux(self, packet: av.Packet, start: float) -> None:
+        shift = start - (float(packet.pts * packet.time_base) - self._zero)  # the timeline's correction
         if self._copy:
-            shift = round(self._zero / packet.time_base)
-            packet.pts -= shift
+            ticks = round((shift - self._zero) / packet.time_base)
+            packet.pts += ticks
             if packet.dts is not None:
-                packet.dts -= shift
+                packet.dts += ticks
             packet.stream = self._stream
             self._out.mux(packet)
             return
@@ -102,7 +110,7 @@ class AudioCopier:
         except av.error.FFmpegError:
             return  # a corrupt audio packet: a click, not a reason to stop
         for af in frames:
-            start = float(af.pts * af.time_base) - self._zero if af.pts is not None else 0.0
+            start = float(af.pts * af.time_base) - self._zero + shift if af.pts is not None else 0.0
             if start < 0:
                 continue
             af.pts = round(start * self._stream.codec_context.sample_rate)

@@ -29,13 +29,25 @@ class Sink(Protocol):
 
 
 class SinkBase:
-    """``with`` support: the sink is closed on the way out, whether the body finished or raised."""
+    """``with`` support: the sink is closed on the way out, whether the body finished or raised.
+
+    A body that ended normally, or by Ctrl-C, is a finished job: ``close()``. One that raised
+    anything else failed: ``abandon()``, which a file output uses to keep what it wrote under a
+    name that says it is incomplete instead of replacing the real one.
+    """
 
     def close(self) -> None:
         """Nothing to release unless a sink says otherwise."""
 
+    def abandon(self) -> None:
+        """Close after a failure; unless a sink says otherwise, the same as ``close()``."""
+        self.close()
+
     def __enter__(self: S) -> S:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        if kind is None or issubclass(kind, KeyboardInterrupt):
+            self.close()
+        else:
+            self.abandon()

@@ -1,4 +1,8 @@
-"""Image files: one picture for a photo, one file per frame in a folder, and the mattes as greyscale PNGs."""
+"""Image files: one picture for a photo, one file per frame in a folder, and the mattes as greyscale PNGs.
+
+Each file is written whole under a temporary name and renamed into place (``safety.write_atomically``),
+so an existing file is never left half overwritten.
+"""
 
 from __future__ import annotations
 
@@ -11,21 +15,20 @@ from deepbg_live.capture import Frame
 from deepbg_live.errors import UserError
 from deepbg_live.formats import IMAGE_EXTENSIONS
 from deepbg_live.outputs.base import SinkBase
+from deepbg_live.outputs.safety import check_name, check_writable, make_folder, write_atomically, write_failed
 
 _ALPHA_IMAGE_EXTS = frozenset({".png", ".webp", ".tif", ".tiff"})  # those of IMAGE_EXTENSIONS with alpha
 
 
 def _encode_to(path: Path, image: np.ndarray) -> None:
-    """Write via imencode so non-ASCII paths work on Windows, and fail loudly instead of returning False."""
+    """Encode in memory (non-ASCII paths work on Windows too), then write the file whole or not at all."""
     ok, buf = cv2.imencode(path.suffix or ".png", image)
     if not ok:
         raise UserError(f"{path}: could not encode the image; use a .png or .jpg name")
     try:
-        buf.tofile(str(path))
+        write_atomically(path, buf.data)
     except OSError as exc:
-        raise UserError(
-            f"{path}: could not write ({exc.strerror}); check the folder exists and is writable"
-        ) from None
+        raise write_failed(path, exc) from None
 
 
 def _check_image_ext(path: Path, transparent: bool) -> None:
@@ -48,7 +51,11 @@ class ImageFileSink(SinkBase):
     def __init__(self, path: str | Path, transparent: bool = False):
         self.path = Path(path)
         _check_image_ext(self.path, transparent)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        check_name(self.path)
+        if self.path.is_dir():
+            raise UserError(f"{self.path}: is a folder; give a file name such as {self.path / 'out.png'}")
+        make_folder(self.path.parent)
+        check_writable(self.path.parent)
 
     def write(self, frame: Frame, image: np.ndarray, alpha: np.ndarray) -> None:
         _encode_to(self.path, _as_writable(self.path, image))
@@ -57,11 +64,12 @@ class ImageFileSink(SinkBase):
 class FolderSink(SinkBase):
     """One file per frame, named after the input image (folder inputs) or numbered (videos, cameras)."""
 
-    def __init__(self, folder: str | Path, suffix: str = ".png"):
+    def __init__(self, folder: str | Path, suffix: str = ".png", option: str = "--output"):
         self.folder = Path(folder)
         self.suffix = suffix if suffix.startswith(".") else f".{suffix}"
         _check_image_ext(Path("x" + self.suffix), False)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        make_folder(self.folder, option)
+        check_writable(self.folder, option)
         self._used: set[str] = set()
 
     def _path(self, frame: Frame) -> Path:
@@ -80,7 +88,7 @@ class MaskSink(FolderSink):
     """--save-mask: the matte as an 8-bit greyscale PNG per frame, for checking or reuse in an editor."""
 
     def __init__(self, folder: str | Path):
-        super().__init__(folder, ".png")
+        super().__init__(folder, ".png", option="--save-mask")
 
     def write(self, frame: Frame, image: np.ndarray, alpha: np.ndarray) -> None:
         _encode_to(self._path(frame), np.ascontiguousarray(alpha, dtype=np.uint8))

@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from enum import Enum
-from typing import Protocol, TypeVar, runtime_checkable
-
-import numpy as np
+from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
 from deepbg_live.errors import UserError
+
+if TYPE_CHECKING:  # numpy is imported where arrays are made, so that `deepbg-live --help` stays light
+    import numpy as np
 
 
 class Choice(str, Enum):
@@ -83,6 +84,8 @@ class Runtime(Protocol):
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
     """Sigmoid via tanh: same values, no overflow warnings for very negative logits."""
+    import numpy as np  # already loaded by whoever made ``logits``: a dictionary look-up
+
     return (0.5 + 0.5 * np.tanh(0.5 * logits, dtype=np.float32)).astype(np.float32, copy=False)
 
 

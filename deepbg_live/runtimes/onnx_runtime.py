@@ -1,16 +1,21 @@
-"""ONNX Runtime: the CPU default, for fp32 models exported at load time and for int8 exports.
+"""ONNX Runtime: the CPU default, for the fp32 and int8 exports beside the weights and any .onnx file.
 
 The U-Net is small enough that per-call overhead matters, and ONNX Runtime is 1.5-4x faster than
 eager torch on a CPU here (shared/notes/measured-facts.md). Torch is imported only to export a
-network handed to ``from_network``.
+network handed to ``from_network``. This is the one module that imports ONNX Runtime.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
+
+# ONNX Runtime 1.32 appends a telemetry event (device id, OS, CPU model) to a database in the
+# user's home on every import; only this variable, set before the import, stops it.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+import onnxruntime as ort  # noqa: E402
 
 from deepbg_live.errors import UserError
 from deepbg_live.model_files import onnx_metadata
@@ -74,17 +79,58 @@ class OnnxRuntime:
         self.session = create_session(
             model, options.threads, cuda=options.device is Device.CUDA, spinning=options.spinning
         )
-        self._input = self.session.get_inputs()[0].name
+        self._input = _checked_input(self.session)
 
     @classmethod
     def from_network(cls, net, options: RuntimeOptions) -> OnnxRuntime:
-        """Run a torch network, exported now so that no .onnx copy can drift from its weights."""
+        """Run a torch network (a user's weights without an export beside them), exported now."""
         from deepbg_live.export import export_onnx
 
         return cls(export_onnx(net), options, long_side=net.config.long_side)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         return sigmoid(self.session.run(None, {self._input: batch})[0])
+
+
+_FLOATS = ("tensor(float)", "tensor(float16)")
+
+
+def _checked_input(session: ort.InferenceSession) -> str:
+    """The name of the model's one input, once its signature is the one ``Segmenter`` feeds and reads.
+
+    One float32 input (N, 3, H, W) and one float output (N, 1, H, W), H and W free: anything else
+    would fail at the first frame, after a camera turned on or an output file was created.
+    """
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if len(inputs) != 1 or len(outputs) != 1:
+        _refuse(f"it has {len(inputs)} inputs and {len(outputs)} outputs, not one of each")
+    (image,), (logits,) = inputs, outputs
+    if image.type != "tensor(float)":
+        _refuse(f"its input is {image.type}, not tensor(float)")
+    if not _is_map(image.shape, 3):
+        _refuse(f"its input has shape {image.shape}, not (N, 3, H, W) with H and W free")
+    if logits.type not in _FLOATS or not _is_map(logits.shape, 1):
+        _refuse(f"its output is {logits.type} of shape {logits.shape}, not float (N, 1, H, W)")
+    return image.name
+
+
+def _is_map(shape: list[int | str | None], channels: int) -> bool:
+    """Whether an ONNX shape can be (N, channels, H, W) for any H and W; an unknown shape ([]) can."""
+    if not shape:
+        return True
+    if len(shape) != 4:
+        return False
+    _, depth, height, width = shape
+    return (not isinstance(depth, int) or depth == channels) and not any(
+        isinstance(side, int) for side in (height, width)
+    )
+
+
+def _refuse(reason: str) -> None:
+    raise UserError(
+        f"the ONNX model does not fit: {reason}; export it with one float input (N, 3, H, W) and one "
+        "output (N, 1, H, W), H and W dynamic"
+    )
 
 
 def _precision(metadata: dict[str, str]) -> Precision:
