@@ -23,6 +23,7 @@ from onnx import TensorProto, helper
 
 from deepbg_live.cli import Options, run
 from deepbg_live.engine import Segmenter
+from tests.cli import deepbg
 from tests.media import SQUARE_BGR, clip_frame, make_clip, probe
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,16 +42,6 @@ def red_is_person_model(path: Path) -> Path:
     model.ir_version = 8
     onnx.save(model, path)
     return path
-
-
-def deepbg(*args: str, cwd: Path = ROOT, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "deepbg_live.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ exit status (0 done, 1 a write failed part way, 2 refused, 130 stopped).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -217,6 +218,20 @@ def test_a_name_with_a_protocol_prefix_is_a_plain_file_name(
 # ------------------------------------------------------------------------------------------ unwritable
 
 
+@contextlib.contextmanager
+def mounted_tmpfs(folder: Path, options: str) -> Iterator[None]:
+    """A tmpfs mounted on ``folder`` for the block (root only); the test is skipped if mounting fails."""
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs with {options} here ({mounted.stderr.strip()!r})")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", str(folder)], check=False)
+
+
 @pytest.fixture
 def read_only(tmp_path: Path) -> Iterator[Path]:
     """A read-only folder: a read-only mount when root (permissions do not bind root), else chmod."""
@@ -227,15 +242,8 @@ def read_only(tmp_path: Path) -> Iterator[Path]:
         yield folder
         folder.chmod(0o755)
         return
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)], capture_output=True
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a read-only tmpfs here ({mounted.stderr.strip()!r})")
-    try:
+    with mounted_tmpfs(folder, "ro,size=64k"):
         yield folder
-    finally:
-        subprocess.run(["umount", str(folder)], check=False)
 
 
 def _folder(path: Path) -> Path:
@@ -342,15 +350,8 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     folder.mkdir()
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs needs root")
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)], capture_output=True
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip()!r})")
-    try:
+    with mounted_tmpfs(folder, "size=64k"):
         yield folder
-    finally:
-        subprocess.run(["umount", str(folder)], check=False)
 
 
 @pytest.mark.slow

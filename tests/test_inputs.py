@@ -35,22 +35,13 @@ from deepbg_live.outputs import VideoFileSink
 from deepbg_live.outputs.audio import write_waveform
 from deepbg_live.runtimes import open_runtime
 from tests import media
+from tests.cli import deepbg
 
 ROOT = Path(__file__).resolve().parent.parent
 GREEN, RED, BLUE = (40, 160, 40), (30, 30, 220), (255, 0, 0)
 RATE = 48000
 
 # ------------------------------------------------------------------------------------------ helpers
-
-
-def deepbg(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "deepbg_live.cli", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def one_line(stderr: str) -> str:
