@@ -91,7 +91,7 @@ def choose_background(
     chosen = [
         name
         for name, value in (("--color", color), ("--image", image), ("--video", video), ("--blur", blur))
-        if value
+        if value is not None  # an empty --color is a mistake to report, not the default
     ]
     if len(chosen) > 1:
         raise UserError(f"choose one background, not {' and '.join(chosen)}")
@@ -99,9 +99,9 @@ def choose_background(
         return ImageBackground(image)
     if video:
         return VideoBackground(video)
-    if blur:
+    if blur is not None:
         return BlurBackground(blur)
-    return ColorBackground(color or DEFAULT_COLOR)
+    return ColorBackground(DEFAULT_COLOR if color is None else color)
 
 
 def build_sinks(source: Source, opts: Options, window: bool, stack: ExitStack) -> list[Sink]:
@@ -313,6 +313,7 @@ def run(opts: Options, shutdown: GracefulShutdown | None = None) -> None:
         opts = replace(opts, input_path=str(_demo_input()), output=opts.output or DEMO_OUTPUT)
     if (opts.camera is None) == (opts.input_path is None):
         raise UserError("give exactly one of --camera N or --input PATH (or try --demo)")
+    check_options(opts)
     window = opts.camera is not None if opts.window is None else opts.window
     check_job_paths(opts, window)  # before anything is opened, so no output can touch an input
     background = choose_background(opts.color, opts.image, opts.video, opts.blur)
@@ -344,9 +345,31 @@ def run(opts: Options, shutdown: GracefulShutdown | None = None) -> None:
         stats = pipeline.run(source, progress=opts.progress, controller=controller, stop=stop)
     dropped = f", {stats.dropped} dropped" if stats.dropped else ""
     stopped = "stopped after " if shutdown is not None and shutdown.requested else ""
-    click.echo(f"{stopped}{stats.frames} frames at {stats.fps():.1f} fps{dropped}", err=True)
+    if not source.single_image:  # a rate means nothing for one photo
+        frames = f"{stats.frames} frame{'' if stats.frames == 1 else 's'}"
+        click.echo(f"{stopped}{frames} at {stats.fps():.1f} fps{dropped}", err=True)
     if opts.output:
         click.echo(f"wrote {opts.output}", err=True)
+
+
+def check_options(opts: Options) -> None:
+    """Refuse, in one line, options that would otherwise be silently ignored or overruled."""
+    if opts.transparent:
+        for option, value in (("--color", opts.color), ("--image", opts.image), ("--video", opts.video)):
+            if value is not None:
+                raise UserError(f"--transparent writes no background, so {option} would be ignored; drop one")
+        if opts.blur is not None:
+            raise UserError("--transparent writes no background, so --blur would be ignored; drop one")
+        if opts.show_mask:
+            raise UserError(
+                "choose --transparent (the person with alpha) or --show-mask (the mask), not both"
+            )
+    folder = opts.input_path is not None and Path(opts.input_path).expanduser().is_dir()
+    if folder and not opts.sequence and opts.output and Path(opts.output).suffix:
+        raise UserError(
+            f"a folder of photos gives a folder of PNGs: name --output a folder ('{Path(opts.output).stem}'), "
+            "or add --sequence to make a video of it"
+        )
 
 
 def check_job_paths(opts: Options, window: bool) -> None:

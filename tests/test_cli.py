@@ -165,6 +165,16 @@ def test_video_masks_are_numbered_from_zero(tmp_path, model, clip):
         (["--input", "{clip}", "--model", "fast", "--precision", "int8", "-o", "x.mp4"], "fast.int8.onnx"),
         (["--camera", "0", "--size", "big", "--no-window", "-o", "x.mp4"], "--size"),
         (["--input", "{clip}"], "--output"),
+        # options that would otherwise be silently ignored or overruled
+        (
+            ["--input", "{clip}", "--transparent", "--image", "bg.jpg", "-o", "x.webm"],
+            "--image would be ignored",
+        ),
+        (["--input", "{clip}", "--transparent", "--blur", "31", "-o", "x.webm"], "--blur would be ignored"),
+        (["--input", "{clip}", "--transparent", "--show-mask", "-o", "x.webm"], "not both"),
+        (["--input", "{clip}", "--color", "", "-o", "x.mp4"], "bad colour ''"),
+        (["--input", "{clip}", "--blur", "0", "-o", "x.mp4"], "--blur"),
+        (["--input", "{folder}", "-o", "one.png"], "name --output a folder ('one')"),
     ],
 )
 def test_bad_input_gives_one_line_and_a_nonzero_exit(tmp_path, clip, args, message):
@@ -173,13 +183,23 @@ def test_bad_input_gives_one_line_and_a_nonzero_exit(tmp_path, clip, args, messa
 
         if torch.cuda.is_available():
             pytest.skip("this machine has CUDA")
-    args = [a.replace("{clip}", str(clip)) for a in args]
+    (tmp_path / "photos").mkdir()
+    cv2.imwrite(str(tmp_path / "photos" / "a.png"), clip_frame(0, (64, 48)))
+    args = [a.replace("{clip}", str(clip)).replace("{folder}", str(tmp_path / "photos")) for a in args]
     result = deepbg(*args, cwd=tmp_path)
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
     assert message in lines[0]
+
+
+def test_one_photo_reports_what_it_wrote_and_no_frame_rate(tmp_path, model):
+    photo = tmp_path / "photo.png"
+    cv2.imwrite(str(photo), clip_frame(0, (64, 48)))
+    result = deepbg("--input", str(photo), "-o", str(tmp_path / "out.png"), "--model", str(model))
+    assert result.returncode == 0, result.stderr
+    assert "fps" not in result.stderr and "frames" not in result.stderr and "wrote" in result.stderr
 
 
 def test_an_empty_file_is_reported_not_crashed_on(tmp_path):
