@@ -288,7 +288,24 @@ def main(
     }
     if references:
         parts["reference"] = lambda: reference.run(ctx, references, scored_accuracy(), scored_temporal())
+    for name, reason in skipped_parts(ctx).items():
+        if parts.pop(name, None) is not None:
+            click.echo(f"skipped {name}: {reason}", err=True)
+            ctx.note(f"Skipped {name}: {reason}.")
     run_parts(ctx, parts)
+
+
+def skipped_parts(ctx: Context) -> dict[str, str]:
+    """The parts this checkout cannot run, and why: a user's clone has no shared data, maybe no torch."""
+    import importlib.util
+
+    skipped = {}
+    if not ctx.data_root.is_dir():
+        reason = f"no labelled data at {ctx.data_root}; pass --data-root DIR for it"
+        skipped |= {"accuracy": reason, "temporal": reason, "reference": reason}
+    if importlib.util.find_spec("torch") is None:
+        skipped["training"] = "it needs torch; pip install -e '.[train]' for it"
+    return skipped
 
 
 @main.command()

@@ -327,3 +327,17 @@ def test_quick_mode_on_tiny_generated_input(tmp_path, data_root, reference_onnx)
     assert any("No reference models at" in note for note in results["meta"]["notes"])
     assert (out / "report.md").is_file() and (out / "flicker.png").is_file()
     assert not (out / ".scratch").exists()  # generated clips and stand-in weights are cleaned up
+
+
+def test_the_suite_on_a_fresh_clone_runs_what_it_can_and_names_what_it_skipped(tmp_path):
+    out = tmp_path / "bench"
+    args = ["--quick", "--out", str(out), "--data-root", str(tmp_path / "no-data"), "--no-progress"]
+    args += ["--references", str(tmp_path / "no-references"), "--resolutions", "64x48", "--configs", "fast"]
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    results = json.loads((out / "results.json").read_text())
+    assert {"model", "pipeline", "training"} <= set(results) and "accuracy" not in results
+    skipped = [line for line in result.output.splitlines() if line.startswith("skipped ")]
+    assert [line.split(":")[0] for line in skipped] == ["skipped accuracy", "skipped temporal"]
+    assert all("--data-root" in line for line in skipped)
+    assert any("Skipped accuracy" in note for note in results["meta"]["notes"])
