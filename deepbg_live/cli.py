@@ -404,10 +404,22 @@ def _demo_input() -> Path:
     from deepbg_live.sample import make_sample_clip
 
     path = Path(tempfile.gettempdir()) / "deepbg-live-sample.mp4"
-    if not path.exists():
+    if not _plays(path):  # missing, or damaged by something else: the user never gave this file
         partial = make_sample_clip(path.with_name(f"{path.stem}-{os.getpid()}.mp4"))
         partial.replace(path)  # atomic: an interrupted first run never leaves a broken sample
     return path
+
+
+def _plays(path: Path) -> bool:
+    """Whether ``path`` is a video whose first frame decodes."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            next(container.decode(video=0))
+    except (OSError, av.error.FFmpegError, StopIteration, IndexError):
+        return False
+    return True
 
 
 if __name__ == "__main__":

@@ -326,3 +326,14 @@ def test_the_picture_key_without_a_picture_says_how_to_get_one(capsys):
     assert keys.handle(Action.IMAGE) is True
     assert pipeline.background == "green"
     assert "--image FILE" in capsys.readouterr().err
+
+
+def test_a_damaged_cached_demo_sample_is_rebuilt(tmp_path, monkeypatch):
+    import tempfile
+
+    from deepbg_live import cli
+
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path))
+    (tmp_path / "deepbg-live-sample.mp4").write_bytes(b"not a video at all")
+    sample = cli._demo_input()
+    assert probe(sample).frames > 0
