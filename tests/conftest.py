@@ -9,6 +9,8 @@ import pytest
 
 from tests import media
 
+pytest_plugins = ["tests.skip_summary"]
+
 
 @pytest.fixture(scope="module")
 def xvfb() -> Iterator[str]:
