@@ -30,6 +30,7 @@ from deepbg_live.outputs import (
     display_available,
     write_clip,
 )
+from deepbg_live.outputs.vcam import MODPROBE, driver_hint
 from deepbg_live.shutdown import INTERRUPTED
 
 from . import media
@@ -462,3 +463,44 @@ def test_virtual_camera_without_a_device_is_a_user_error_explaining_v4l2loopback
         VirtualCameraSink(64, 48, 30, backend="v4l2loopback")
     message = str(caught.value)
     assert "v4l2loopback" in message and "modprobe" in message and "\n" not in message
+
+
+class BrokenCamBackend(FakeCamBackend):
+    """A backend whose device cannot be opened, as OBS's is when OBS was never installed."""
+
+    def __init__(self, **kw: object):
+        raise RuntimeError("'obs' backend: virtual camera output could not be started")
+
+
+def test_a_virtual_camera_that_cannot_open_prints_one_line_and_nothing_else(capfd) -> None:
+    import pyvirtualcam
+
+    pyvirtualcam.register_backend("broken", BrokenCamBackend)
+    with pytest.raises(UserError) as raised:
+        VirtualCameraSink(64, 48, 30, backend="broken")
+    import gc
+
+    gc.collect()
+    assert "could not be started" in str(raised.value) and len(str(raised.value).splitlines()) == 1
+    assert "Exception ignored" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("backend", "platform", "advice"),
+    [
+        (None, "linux", MODPROBE),
+        ("v4l2loopback", "linux", MODPROBE),
+        ("obs", "linux", "only on Windows and macOS"),
+        ("obs", "win32", "OBS Studio"),
+        (None, "darwin", "OBS Studio"),
+        ("unitycapture", "win32", "Unity Capture"),
+        ("v4l2loopback", "darwin", "only on Linux"),
+    ],
+)
+def test_the_virtual_camera_advice_fits_the_backend_and_the_os(backend, platform, advice) -> None:
+    assert advice in driver_hint(backend, platform)
+
+
+def test_the_modprobe_line_is_the_readmes() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert MODPROBE.removeprefix("sudo ") in readme

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import sys
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -11,14 +13,25 @@ from deepbg_live.capture import Frame
 from deepbg_live.errors import UserError
 from deepbg_live.outputs.base import SinkBase
 
+# The same line as the README's troubleshooting: /dev/video10, which --vcam-device then names.
+MODPROBE = 'sudo modprobe v4l2loopback devices=1 video_nr=10 exclusive_caps=1 card_label="deepbg-live"'
 
-def _driver_hint() -> str:
-    if sys.platform.startswith("linux"):
+
+def driver_hint(backend: str | None, platform: str = sys.platform) -> str:
+    """What to install for ``backend`` (None: the OS's default) on ``platform``."""
+    linux = platform.startswith("linux")
+    if backend == "unitycapture":
+        return "install Unity Capture (github.com/schellingb/UnityCapture) and run its Install.bat once"
+    if backend == "obs" and linux:
         return (
-            "install v4l2loopback (package v4l2loopback-dkms) and run "
-            '`sudo modprobe v4l2loopback exclusive_caps=1 card_label="deepbg-live"`'
+            "the obs backend exists only on Windows and macOS; on Linux use v4l2loopback: install "
+            f"v4l2loopback-dkms, run `{MODPROBE}`, then pass --vcam-device /dev/video10"
         )
-    return "install OBS Studio and start its Virtual Camera once (this registers the driver), then close OBS"
+    if backend in (None, "v4l2loopback") and linux:
+        return f"install v4l2loopback (package v4l2loopback-dkms), run `{MODPROBE}`, then pass --vcam-device /dev/video10"
+    if backend == "v4l2loopback":
+        return "v4l2loopback exists only on Linux; leave --vcam-backend out to use OBS's virtual camera"
+    return "install OBS Studio (28 or newer) and start its Virtual Camera once (this registers the driver), then close OBS"
 
 
 def _bgr_to(fmt: str, bgr: np.ndarray) -> np.ndarray:
@@ -55,6 +68,25 @@ def _packed_422(bgr: np.ndarray, fmt: str) -> np.ndarray:
     return out
 
 
+def _quietly(open_camera: Callable[[], object]) -> object:
+    """The camera, or the first line of why it could not open, with nothing else printed.
+
+    A ``pyvirtualcam.Camera`` whose backend fails is half built, and its ``__del__`` then prints an
+    "Exception ignored ... '_backend'" traceback; that object is collected here, with it hushed.
+    """
+    hook = sys.unraisablehook
+    sys.unraisablehook = lambda unraisable: None
+    try:
+        try:
+            return open_camera()
+        except Exception as exc:  # pyvirtualcam raises RuntimeError/ValueError/OSError by backend
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        gc.collect()  # the half-built camera goes now, while its complaint is hushed
+        return reason
+    finally:
+        sys.unraisablehook = hook
+
+
 class VirtualCameraSink(SinkBase):
     """Feeds a virtual webcam (v4l2loopback, OBS, Unity Capture) so Zoom/Meet/Teams can pick us as a camera."""
 
@@ -74,13 +106,14 @@ class VirtualCameraSink(SinkBase):
             choices = ", ".join(pyvirtualcam.PixelFormat.__members__)
             raise UserError(f"virtual camera format {fmt!r} is not supported; use one of {choices}")
         self.size = (int(width), int(height))
-        try:
-            self._cam = pyvirtualcam.Camera(
+        camera = _quietly(
+            lambda: pyvirtualcam.Camera(
                 width, height, fps, fmt=pyvirtualcam.PixelFormat[self.fmt], device=device, backend=backend
             )
-        except Exception as exc:  # pyvirtualcam raises RuntimeError/ValueError/OSError by backend
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise UserError(f"no virtual camera available ({reason}); {_driver_hint()}") from None
+        )
+        if isinstance(camera, str):
+            raise UserError(f"no virtual camera available ({camera}); {driver_hint(backend)}")
+        self._cam = camera
         self.device = self._cam.device
         self._closed = False
 
