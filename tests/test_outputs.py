@@ -225,6 +225,7 @@ def test_transparent_video_keeps_the_alpha_channel(tmp_path: Path, clip: Path, n
     alpha = frames[10][:, :, 3]
     assert alpha[:, : SIZE[0] // 2 - 8].max() < 10 and alpha[:, SIZE[0] // 2 + 8 :].min() > 245
     assert media.probe(out).audio_codec is not None
+    assert media.probe(out).video_codec == {"alpha.webm": "vp9", "alpha.mov": "prores"}[name]
 
 
 def test_transparent_output_to_a_format_without_alpha_is_a_user_error(tmp_path: Path) -> None:
