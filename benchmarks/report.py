@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 import numpy as np
 
 matplotlib.use("Agg")
@@ -350,11 +351,19 @@ def plot_model_latency(data: dict, path: Path) -> bool:
     lines = math.ceil(len(panels) / columns)
     fig, axes = plt.subplots(lines, columns, figsize=(4 * columns, 3 * lines), squeeze=False)
     for ax, (title, rows) in zip(axes.flat, panels.items(), strict=False):
-        bins = np.histogram_bin_edges([s for row in rows for s in row["samples_ms"]], bins=30)
+        # Backends differ by 100x (torch eager against int8), so a linear axis puts the fast ones in one bin.
+        samples = [s for row in rows for s in row["samples_ms"] if s > 0]
+        bins = np.geomspace(min(samples) * 0.9, max(samples) * 1.1, 40)
         for row in rows:
-            ax.hist(row["samples_ms"], bins=bins, alpha=0.6, label=row["backend"])
+            ax.hist(
+                row["samples_ms"], bins=bins, alpha=0.6, label=f"{row['backend']} ({row['p50_ms']:.3g} ms)"
+            )
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.tick_params(axis="x", which="minor", labelsize=7)
         ax.set_title(title)
-        ax.set_xlabel("ms per frame")
+        ax.set_xlabel("ms per frame (log scale)")
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
@@ -368,7 +377,7 @@ def plot_pipeline_fps(data: dict, path: Path) -> bool:
         return False
     labels = [r["resolution"] for r in rows]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    left.bar(labels, [r["fps"] for r in rows], color="tab:blue")
+    left.bar_label(left.bar(labels, [r["fps"] for r in rows], color="tab:blue"), fmt="%.0f")
     left.axhline(30, color="grey", linestyle="--", label="30 fps")
     left.set_ylabel("frames per second")
     left.set_title("Sustained fps (file input)")
@@ -408,9 +417,10 @@ def plot_accuracy(data: dict, path: Path) -> bool:
     width = 0.8 / len(models)
     for i, (name, scores) in enumerate(models.items()):
         values = [scores["per_dataset"].get(d, {}).get("iou", 0.0) for d in datasets]
-        ax.bar([x + i * width for x in range(len(datasets))], values, width, label=name)
+        bars = ax.bar([x + i * width for x in range(len(datasets))], values, width, label=name)
+        ax.bar_label(bars, fmt="%.3f", fontsize=7, rotation=90, padding=2)
     ax.set_xticks([x + width * (len(models) - 1) / 2 for x in range(len(datasets))], datasets, rotation=15)
-    ax.set_ylim(0, 1)
+    ax.set_ylim(0, 1.12)  # room for the labels
     ax.set_ylabel("foreground IoU")
     ax.set_title("Accuracy per dataset")
     ax.legend()
@@ -427,8 +437,10 @@ def plot_flicker(data: dict, path: Path) -> bool:
     for ax, model in zip(axes.flat, models, strict=True):
         mine = [r for r in rows if r["model"] == model]
         xs = range(len(mine))
-        ax.bar([x - 0.2 for x in xs], [r["off"]["flicker"] for r in mine], 0.4, label="smoothing off")
-        ax.bar([x + 0.2 for x in xs], [r["on"]["flicker"] for r in mine], 0.4, label="smoothing on")
+        off = ax.bar([x - 0.2 for x in xs], [r["off"]["flicker"] for r in mine], 0.4, label="smoothing off")
+        on = ax.bar([x + 0.2 for x in xs], [r["on"]["flicker"] for r in mine], 0.4, label="smoothing on")
+        for bars in (off, on):
+            ax.bar_label(bars, fmt="%.2g", fontsize=7)
         ax.set_xticks(list(xs), [r["sequence"] for r in mine], rotation=20, fontsize=7)
         ax.set_ylabel("flicker (mean |Δalpha|)")
         ax.set_title(f"Flicker: {model}")
@@ -441,7 +453,8 @@ def plot_training(data: dict, path: Path) -> bool:
     if not rows:
         return False
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.bar([r["config"] for r in rows], [r["images_per_s"] for r in rows], color="tab:green")
+    bars = ax.bar([r["config"] for r in rows], [r["images_per_s"] for r in rows], color="tab:green")
+    ax.bar_label(bars, fmt="%.1f")
     ax.set_ylabel("images per second")
     ax.set_title(f"Training step throughput ({data['device']})")
     return _save(fig, path)
