@@ -25,6 +25,7 @@ from tqdm import tqdm
 from benchmarks import accuracy, temporal
 from benchmarks.context import Contender, Context
 from benchmarks.timing import summarise, time_calls
+from deepbg_live import geometry
 from deepbg_live.errors import UserError
 from deepbg_live.preprocess import NORM_MEAN, NORM_STD
 from deepbg_live.runtimes import sigmoid
@@ -108,18 +109,13 @@ def shared_references(folder: Path) -> tuple[list[ReferenceSettings], str | None
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:
-    """'256x144' -> (256, 144); a single number is a square."""
+    """'256x144' -> (256, 144); a single number is a square (as model inputs often are)."""
     if not text:
         return None
     try:
-        parts = [int(p) for p in text.lower().split("x")]
+        return geometry.parse_size(text if "x" in text.lower() else f"{text}x{text}")
     except ValueError:
         raise UserError(f"cannot read size '{text}'; write WIDTHxHEIGHT, e.g. 256x144") from None
-    if len(parts) == 1:
-        parts *= 2
-    if len(parts) != 2 or min(parts) < 1:
-        raise UserError(f"cannot read size '{text}'; write WIDTHxHEIGHT, e.g. 256x144")
-    return parts[0], parts[1]
 
 
 def detect_layout(shape: list) -> Layout:
