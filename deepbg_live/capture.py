@@ -30,7 +30,7 @@ import cv2  # isort: split
 import av
 import numpy as np
 
-from .errors import UserError
+from .errors import UserError, os_reason
 from .formats import IMAGE_EXTENSIONS, literal
 from .image_header import MAX_PIXELS, pixel_size
 from .stages import QueuePolicy, Stage
@@ -439,7 +439,7 @@ def _open_video(path: Path, max_pixels: int) -> tuple[av.container.InputContaine
         container = av.open(literal(path), "r")  # a name like file:x.mp4 is a file, not a protocol
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
         raise UserError(
-            f"{path}: not a readable video ({_reason(exc)}); check the file plays in a video player"
+            f"{path}: not a readable video ({os_reason(exc)}); check the file plays in a video player"
         ) from None
     try:
         stream = _picture_stream(container, path)
@@ -468,10 +468,6 @@ def _check_pixels(path: Path, width: int, height: int, max_pixels: int) -> None:
             f"{path}: {width}x{height} is {width * height / 1e6:.0f} MP, over the {max_pixels / 1e6:g} MP "
             "limit; shrink it, or raise the limit with --max-pixels"
         )
-
-
-def _reason(exc: Exception) -> str:
-    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
 
 
 # ----------------------------------------------------------------------------------------------- images

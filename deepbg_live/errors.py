@@ -9,6 +9,17 @@ class UserError(Exception):
     """
 
 
+def first_line(exc: BaseException) -> str:
+    """The start of an exception's message, short enough for a one-line UserError."""
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
+
+
+def os_reason(exc: BaseException) -> str:
+    """The operating system's words for an error (``strerror``) when it has them, else its first line."""
+    return getattr(exc, "strerror", None) or first_line(exc)
+
+
 class WriteFailed(UserError):
     """An output failed part way (a full disk, a lost drive): one line that says what was kept.
 

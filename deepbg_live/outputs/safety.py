@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from deepbg_live.errors import UserError, WriteFailed
+from deepbg_live.errors import UserError, WriteFailed, os_reason
 
 FileId = tuple[int, int]  # (st_dev, st_ino): the same file, whatever path reaches it
 NAME_MAX = 255  # bytes in one file name on Linux, macOS and Windows file systems
@@ -195,7 +195,7 @@ def _reason(exc: Exception) -> str:
         return f"a name is longer than {NAME_MAX} bytes"
     if code in (errno.EEXIST, errno.ENOTDIR):
         return "a file is in the way of a folder"
-    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return os_reason(exc)
 
 
 def _fix(exc: Exception) -> str:

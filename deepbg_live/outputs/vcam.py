@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from deepbg_live.capture import Frame
-from deepbg_live.errors import UserError
+from deepbg_live.errors import UserError, first_line
 from deepbg_live.outputs.base import SinkBase
 
 # The same line as the README's troubleshooting: /dev/video10, which --vcam-device then names.
@@ -80,7 +80,7 @@ def _quietly(open_camera: Callable[[], object]) -> object:
         try:
             return open_camera()
         except Exception as exc:  # pyvirtualcam raises RuntimeError/ValueError/OSError by backend
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            reason = first_line(exc)
         gc.collect()  # the half-built camera goes now, while its complaint is hushed
         return reason
     finally:

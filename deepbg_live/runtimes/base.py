@@ -87,9 +87,3 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
     import numpy as np  # already loaded by whoever made ``logits``: a dictionary look-up
 
     return (0.5 + 0.5 * np.tanh(0.5 * logits, dtype=np.float32)).astype(np.float32, copy=False)
-
-
-def first_line(exc: BaseException) -> str:
-    """The start of an exception's message, short enough for a one-line UserError."""
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__

@@ -17,7 +17,7 @@ import numpy as np
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 import onnxruntime as ort  # noqa: E402
 
-from deepbg_live.errors import UserError
+from deepbg_live.errors import UserError, first_line
 from deepbg_live.model_files import onnx_metadata
 from deepbg_live.runtimes.base import (
     Backend,
@@ -25,7 +25,6 @@ from deepbg_live.runtimes.base import (
     Precision,
     RuntimeOptions,
     default_threads,
-    first_line,
     sigmoid,
 )
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deepbg_live.errors import UserError
+from deepbg_live.errors import UserError, first_line
 from deepbg_live.model import load_weights
-from deepbg_live.runtimes.base import Backend, Precision, RuntimeOptions, first_line, sigmoid
+from deepbg_live.runtimes.base import Backend, Precision, RuntimeOptions, sigmoid
 
 
 def load_network(path: Path) -> torch.nn.Module:
