@@ -486,3 +486,80 @@ def test_ctrl_c_while_starting_up_exits_130_without_a_traceback(
     monkeypatch.setattr(cli, "open_runtime", interrupted)
     result = CliRunner().invoke(cli.main, ["--input", str(short_clip), "-o", "x.mp4"])
     assert result.exit_code == INTERRUPTED and result.output == ""
+
+
+# The console script as pyproject.toml declares it, run with one import slowed down, so that a signal
+# is sure to land while the command line is still loading (about half a second in a real start).
+_SLOW_START = """
+import sys, time
+from importlib.abc import MetaPathFinder
+
+class SlowClick(MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "click":  # the CLI's first heavy import
+            print("importing", flush=True)
+            time.sleep(60)
+        return None
+
+sys.meta_path.insert(0, SlowClick())
+module, function = sys.argv[1].split(":")
+sys.argv[1:] = sys.argv[2:]
+getattr(__import__(module, fromlist=[function]), function)()
+"""
+
+
+def console_script() -> str:
+    import tomllib
+
+    with open(ROOT / "pyproject.toml", "rb") as file:
+        return tomllib.load(file)["project"]["scripts"]["deepbg-live"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_a_stop_signal_while_the_command_loads_exits_130_in_silence(short_clip: Path, sig: int) -> None:
+    def foreground() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    process = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_START, console_script(), "--input", str(short_clip), "-o", "x.mp4"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=foreground,
+    )
+    assert process.stdout.readline() == "importing\n"
+    process.send_signal(sig)
+    status, stderr = finish(process, timeout=30)
+    assert status == INTERRUPTED
+    assert stderr.strip() == "" and not any(word in stderr for word in ABORTS), stderr
+    assert not (ROOT / "x.mp4").exists()
+
+
+def test_the_console_script_and_python_m_run_the_command() -> None:
+    module, function = console_script().split(":")
+    for command in (
+        [sys.executable, "-c", f"from {module} import {function}; {function}()", "--help"],
+        [sys.executable, "-m", "deepbg_live", "--help"],
+    ):
+        result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0 and "--input" in result.stdout, result.stderr
+
+
+def test_a_stop_signal_that_breaks_a_compiled_import_is_130_not_a_missing_package(
+    monkeypatch: pytest.MonkeyPatch, short_clip: Path, model: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from deepbg_live import cli, runtimes
+
+    def interrupted_import(name: str) -> None:
+        try:
+            os.kill(os.getpid(), signal.SIGINT)  # GracefulShutdown's handler raises here, or in the sleep
+            time.sleep(5)
+        except KeyboardInterrupt as exc:  # what pybind11 makes of it while ONNX Runtime loads
+            raise ImportError("initialization failed") from exc
+
+    monkeypatch.setattr(runtimes, "import_module", interrupted_import)
+    result = CliRunner().invoke(cli.main, ["--input", str(short_clip), "-o", "x.mp4", "--model", str(model)])
+    assert result.exit_code == INTERRUPTED and result.output == ""

@@ -62,7 +62,15 @@ KEYFRAME_SECONDS = 1.0  # a keyframe, so a fragment or cluster, this often: what
 
 # Each fragment is written whole as its keyframe ends it, its index with it, and the (empty) index
 # at the start still lets players start before the download ends, as faststart did.
-_FRAGMENTED = (("movflags", "frag_keyframe+empty_moov+default_base_moof"),)
+# delay_moov holds that index back until the first fragment is cut (nothing a crash could keep is
+# lost: the first fragment isn't whole before then), so it can carry each track's edit list: the
+# offset that starts x264's B-frame-delayed video and AAC's 1024 priming samples both at 0, with
+# the zero duration that CMAF prescribes for fragments. Without it the muxer shifts every track by
+# the larger delay and stretches each first sample back to 0: the video began 2 frames after the
+# audio, and with bf=0 the audio's 21 ms alone still moved every frame after the first. (bf=0 would
+# also cost 39% more bytes at crf 23 on the sample.) negative_cts_offsets and use_editlist without
+# delay_moov changed nothing (FFmpeg 8.1).
+_FRAGMENTED = (("movflags", "frag_keyframe+empty_moov+default_base_moof+delay_moov"),)
 # Matroska writes a cluster as it closes; closing one at each keyframe bounds what a crash can cost.
 _CLUSTERS = (("cluster_time_limit", str(round(KEYFRAME_SECONDS * 1000))),)
 
