@@ -22,13 +22,21 @@ class Contender:
     """One model in a comparison: its person probability, and how that becomes the frame's alpha.
 
     ``probability`` maps a BGR frame to the probability at the model's own resolution (what
-    temporal smoothing works on). ``refiner`` turns that into the frame's uint8 alpha, as the
-    product's ``EdgeRefiner`` does; None means bilinear upsampling, as a plain wrapper does.
+    temporal smoothing works on), as for a photo. ``video``, if given, makes a fresh per-clip
+    predictor that may remember earlier frames (a model fed its previous mask); the stateless
+    ``probability`` is used for clips otherwise. ``refiner`` turns a probability into the frame's
+    uint8 alpha, as the product's ``EdgeRefiner`` does; None means bilinear upsampling, as a plain
+    wrapper does.
     """
 
     name: str
     probability: Callable[[np.ndarray], np.ndarray]
     refiner: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+    video: Callable[[], Callable[[np.ndarray], np.ndarray]] | None = None
+
+    def clip_probability(self) -> Callable[[np.ndarray], np.ndarray]:
+        """The predictor for one new clip: it starts with no memory of any other."""
+        return self.video() if self.video is not None else self.probability
 
     def alpha(self, frame_bgr: np.ndarray) -> np.ndarray:
         """Alpha in 0..1 for accuracy scoring (the harness upsamples an unrefined one bilinearly)."""
@@ -125,4 +133,5 @@ class Context:
         """
         from deepbg_live.refine import EdgeRefiner
 
-        return Contender("ours", self.segmenter(), EdgeRefiner())
+        segmenter = self.segmenter()
+        return Contender("ours", segmenter, EdgeRefiner(), video=segmenter.stream)

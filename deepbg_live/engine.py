@@ -14,6 +14,7 @@ import numpy as np
 from deepbg_live.errors import UserError
 from deepbg_live.geometry import long_side_size
 from deepbg_live.preprocess import shrink, to_batch
+from deepbg_live.prior import PreviousMask, neutral_prior, with_prior
 from deepbg_live.runtimes import Backend, Precision, Runtime, open_runtime
 
 # The network pads each side up to a multiple of its stride (at most 32) by reflection, which needs
@@ -25,7 +26,10 @@ class Segmenter:
     """Frame in, person probability out, whatever the model file and device.
 
     ``model`` is a shipped model's name, a weights file, or a ``Runtime`` already opened by
-    ``open_runtime`` (which then has its device, backend, precision and threads).
+    ``open_runtime`` (which then has its device, backend, precision and threads). ``fallback`` is a
+    cheaper opened runtime that the live quality controller may switch ``runtime`` to; the segment
+    thread reads ``runtime`` once per model call, and any model takes any input size, so a switch
+    between frames (or between a frame's preprocessing and its model call) is safe.
     """
 
     def __init__(
@@ -37,18 +41,34 @@ class Segmenter:
         backend: str | None = None,
         precision: str = "auto",
         flip_average: bool = False,
+        fallback: Runtime | None = None,
     ):
         if not isinstance(model, Runtime):
             model = open_runtime(model, device, backend, precision, threads)
         elif (device, threads, backend, precision) != ("auto", None, None, "auto"):
             raise ValueError("an opened runtime already has its device, threads, backend and precision")
         self.runtime = model
+        self.fallback = fallback
         # People are left-right symmetric and the network is not quite: averaging a frame's
         # prediction with its mirror image's cancels part of its error, at twice the model time.
         self._flip_average = flip_average
-        self.long_side = int(long_side or self.runtime.long_side)
-        if self.long_side < 16:
-            raise UserError(f"inference long side {self.long_side} is too small; use at least 16")
+        self.long_side = long_side or self.runtime.long_side
+
+    @property
+    def long_side(self) -> int:
+        """The long side frames are shrunk to for the network.
+
+        It may change between frames (the live quality controller lowers it): each frame reads it
+        once, in ``preprocess``, and one attribute assignment is atomic, so a frame never mixes two.
+        The ONNX models take any height and width (``OnnxRuntime`` refuses fixed ones).
+        """
+        return self._long_side
+
+    @long_side.setter
+    def long_side(self, value: int) -> None:
+        if int(value) < 16:
+            raise UserError(f"inference long side {int(value)} is too small; use at least 16")
+        self._long_side = int(value)
 
     @property
     def flip_average(self) -> bool:
@@ -74,25 +94,70 @@ class Segmenter:
         """BGR frame to the normalised RGB NCHW float32 batch the network expects."""
         return to_batch(shrink(frame_bgr, self.input_size(frame_bgr.shape[1], frame_bgr.shape[0])))
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
+    @property
+    def takes_previous_mask(self) -> bool:
+        """Whether the model now in use reads the previous frame's mask (``deepbg_live.prior``)."""
+        return self.runtime.input_channels == 4
+
+    def infer(self, batch: np.ndarray, prior: np.ndarray | None = None) -> np.ndarray:
         """Probability that each pixel is a person, ``(h, w)`` float32 in 0..1.
 
-        A UserError if the model gives NaN: a broken model file would otherwise make a blank video.
+        ``prior`` is the previous-mask channel at the batch's size, for a model that takes one
+        (``stream()`` keeps it); a photo gets the neutral one. A UserError if the model gives NaN: a
+        broken model file would otherwise make a blank video.
         """
+        runtime = self.runtime  # read once: the quality controller may swap it between frames
         height, width = batch.shape[-2:]
+        if runtime.input_channels == 4:
+            batch = with_prior(batch, neutral_prior(height, width) if prior is None else prior)
         batch = _pad_to_min_side(batch)
-        prob = self._probability(batch)
+        prob = _probability(runtime, batch)
         if self._flip_average:
-            prob = 0.5 * (prob + self._probability(batch[..., ::-1])[:, ::-1])
+            prob = 0.5 * (prob + _probability(runtime, batch[..., ::-1])[:, ::-1])
         if not np.isfinite(prob).all():
             raise UserError("the model gave NaN or infinite values, not probabilities; check or re-export it")
         return prob[:height, :width]
 
-    def _probability(self, batch: np.ndarray) -> np.ndarray:
-        return self.runtime(np.ascontiguousarray(batch))[0, 0]
+    def __call__(self, frame_bgr: np.ndarray) -> np.ndarray:
+        """One photo's probability: no memory of any other frame."""
+        return self.infer(self.preprocess(frame_bgr))
+
+    def stream(self) -> SegmentStream:
+        """A predictor for consecutive frames of one source, which feeds back the previous mask."""
+        return SegmentStream(self)
+
+
+class SegmentStream:
+    """A ``Segmenter`` over one video or camera: a model that takes the previous mask is given its last.
+
+    A model that takes none (or the controller's 3-channel fallback) is run as for photos, and the
+    memory is dropped, so that a later switch back does not see a stale mask. A cut or a change of
+    frame size starts afresh by itself (``PreviousMask``); ``reset()`` is for a new source.
+    """
+
+    def __init__(self, segmenter: Segmenter):
+        self.segmenter = segmenter
+        self.memory = PreviousMask()
+
+    def reset(self) -> None:
+        self.memory.reset()
+
+    def infer(self, frame_bgr: np.ndarray, batch: np.ndarray) -> np.ndarray:
+        """The probability for ``frame_bgr``, whose preprocessed batch is ``batch``."""
+        if not self.segmenter.takes_previous_mask:
+            self.memory.reset()
+            return self.segmenter.infer(batch)
+        prior = self.memory.prior_for(frame_bgr, (batch.shape[-1], batch.shape[-2]))
+        prob = self.segmenter.infer(batch, prior)
+        self.memory.remember(frame_bgr, prob)
+        return prob
 
     def __call__(self, frame_bgr: np.ndarray) -> np.ndarray:
-        return self.infer(self.preprocess(frame_bgr))
+        return self.infer(frame_bgr, self.segmenter.preprocess(frame_bgr))
+
+
+def _probability(runtime: Runtime, batch: np.ndarray) -> np.ndarray:
+    return runtime(np.ascontiguousarray(batch))[0, 0]
 
 
 def _pad_to_min_side(batch: np.ndarray) -> np.ndarray:

@@ -28,7 +28,7 @@ def export_onnx(model: torch.nn.Module, path: str | Path | None = None) -> bytes
     dynamic amounts and any input size works.
     """
     model = model.eval()
-    dummy = torch.zeros(1, 3, 120, 200)  # 120 % 16 == 8, 200 % 16 == 8
+    dummy = torch.zeros(1, model.config.in_channels, 120, 200)  # 120 % 16 == 8, 200 % 16 == 8
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # deprecation notice and tracer warnings about the padding

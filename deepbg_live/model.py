@@ -1,7 +1,9 @@
 """The segmentation networks: one definition, used by the runtime, training, export and benchmarks.
 
 Two families share one contract: a normalised RGB batch ``(N, 3, H, W)`` of any size in, person
-logits ``(N, 1, H, W)`` out.
+logits ``(N, 1, H, W)`` out. A config with ``previous_mask`` takes a fourth input channel, the
+previous frame's person probability (0..1; ``prior.NEUTRAL`` everywhere when there is none), as
+Google Meet's segmentation model does for steadier video.
 
 - ``UNet``, the classic encoder-decoder, assembled from ``DoubleConv``, ``DepthwiseDoubleConv``,
   ``Down`` and ``Up`` so that a config only chooses widths and block types.
@@ -54,6 +56,7 @@ class ModelConfig:
     stage_depths: tuple[int, ...] = ()
     expansion: int = 4
     decoder_stride: int = 4  # the resolution the decoder stops at: 1/2 or 1/4 of the input
+    previous_mask: bool = False  # a 4th input channel: the previous frame's probability
 
     def __post_init__(self):
         # JSON stores tuples as lists; keep the config hashable and comparable either way.
@@ -90,6 +93,10 @@ class ModelConfig:
         return bool(self.widths)
 
     @property
+    def in_channels(self) -> int:
+        return 4 if self.previous_mask else 3
+
+    @property
     def stride(self) -> int:
         return 2 ** len(self.widths) if self.is_mobile else 2**self.depth
 
@@ -107,6 +114,15 @@ CONFIGS: dict[str, ModelConfig] = {
     # The CPU-efficient family (model v2 candidates); MODEL_CARD.md has their measured costs.
     "mobile": ModelConfig(
         "mobile", long_side=256, widths=(16, 24, 32, 64, 96), stage_depths=(1, 2, 3, 3), expansion=4
+    ),
+    # "mobile" that also sees its previous output (trained with perturbed copies of the truth)
+    "mobile-video": ModelConfig(
+        "mobile-video",
+        long_side=256,
+        widths=(16, 24, 32, 64, 96),
+        stage_depths=(1, 2, 3, 3),
+        expansion=4,
+        previous_mask=True,
     ),
     "mobile-wide": ModelConfig(
         "mobile-wide", long_side=256, widths=(16, 24, 40, 80, 128), stage_depths=(1, 2, 3, 3), expansion=6
@@ -288,7 +304,7 @@ class MobileUNet(nn.Module):
         self.config = config
         widths = config.widths
         self.stem = nn.Sequential(
-            nn.Conv2d(3, widths[0], 3, stride=2, padding=1, bias=False),
+            nn.Conv2d(config.in_channels, widths[0], 3, stride=2, padding=1, bias=False),
             nn.BatchNorm2d(widths[0]),
             nn.ReLU(inplace=True),
         )
@@ -329,7 +345,7 @@ class UNet(nn.Module):
         self.config = config
         block = BLOCKS[config.block]
         widths = [config.base * 2**i for i in range(config.depth + 1)]
-        self.stem = DoubleConv(3, widths[0])  # a full conv first: RGB has too few channels
+        self.stem = DoubleConv(config.in_channels, widths[0])  # a full conv first: RGB has too few channels
         self.downs = nn.ModuleList(Down(widths[i], widths[i + 1], block) for i in range(config.depth))
         self.bottleneck = nn.Sequential(*(ResidualBlock(widths[-1]) for _ in range(config.bottleneck_blocks)))
         self.context = GlobalContext(widths[-1]) if config.context else nn.Identity()

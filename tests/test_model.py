@@ -49,7 +49,7 @@ def test_a_mobile_config_survives_the_json_round_trip_of_a_weights_file(tmp_path
 def test_every_config_builds_and_runs(name):
     model = build_model(name).eval()
     with torch.no_grad():
-        assert model(torch.randn(1, 3, 33, 47)).shape == (1, 1, 33, 47)
+        assert model(torch.randn(1, model.config.in_channels, 33, 47)).shape == (1, 1, 33, 47)
 
 
 def test_the_classic_config_is_the_original_31m_parameter_unet():
@@ -182,3 +182,21 @@ def test_a_checkpoint_named_in_upper_case_loads(tmp_path):
     torch.save({"model": model.state_dict(), "config": '{"name": "fast", "base": 8}'}, path)
     loaded, _ = load_weights(path)
     assert loaded.config.base == 8
+
+
+@pytest.mark.parametrize("size", [(64, 64), (97, 131), (33, 17)])
+def test_a_previous_mask_model_takes_four_channels_and_gives_the_input_size(size):
+    net = build_model("mobile-video").eval()
+    with torch.no_grad():
+        out = net(torch.randn(1, 4, *size))
+    assert out.shape == (1, 1, *size)
+    with pytest.raises(RuntimeError):
+        net(torch.randn(1, 3, *size))
+
+
+def test_the_previous_mask_changes_the_answer_of_a_model_that_takes_one():
+    net = build_model("mobile-video").eval()
+    image = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        empty, full = (net(torch.cat([image, torch.full((1, 1, 64, 64), v)], 1)) for v in (0.0, 1.0))
+    assert not torch.allclose(empty, full)

@@ -493,3 +493,67 @@ def test_evaluate_scores_what_deepbg_live_gives_a_photo_unless_told_otherwise(
     assert result.exit_code == 0, result.output
     assert [s.flip_average for s in segmenters] == [flip_average]
     assert len(refiners) == int(refined)
+
+
+def test_a_previous_mask_model_grown_from_rgb_weights_first_computes_what_they_did(tmp_path):
+    from deepbg_live.model import build_model, save_weights
+
+    start = build_model("mobile").eval()
+    save_weights(start, tmp_path / "start.safetensors")
+    trainer = Trainer(tiny_config(tmp_path, model="mobile-video", init=str(tmp_path / "start.safetensors")))
+    grown = trainer.model.eval()
+    image = torch.randn(1, 3, 40, 56)
+    with torch.no_grad():
+        before = start(image)
+        after = grown(torch.cat([image, torch.rand(1, 1, 40, 56)], 1))
+    assert torch.allclose(before, after, atol=1e-6)
+
+
+def test_previous_mask_samples_carry_a_neutral_or_perturbed_copy_of_the_truth():
+    from deepbg_live.prior import NEUTRAL
+    from training.data import PREVIOUS_MASK_NEUTRAL_P, SegmentationDataset
+
+    image, mask = person_on_plain_background()
+    dataset = SegmentationDataset([(image, mask)] * 60, [], crop=64, long_side=64, previous_mask=True)
+    neutral, agreements = 0, []
+    for index in range(len(dataset)):
+        x, target = dataset[index]
+        assert x.shape == (4, 64, 64) and target.shape == (1, 64, 64)
+        prior = x[3]
+        if torch.all(prior == NEUTRAL):
+            neutral += 1
+            continue
+        assert prior.min() >= 0 and prior.max() <= 1
+        hit, truth = prior > 0.5, target[0] > 0.5
+        agreements.append(float((hit & truth).sum() / (hit | truth).sum().clamp(min=1)))
+        assert not torch.equal(prior, target[0]), "a copy of the truth would teach the model to copy it"
+    assert abs(neutral / len(dataset) - PREVIOUS_MASK_NEUTRAL_P) < 0.2
+    assert np.median(agreements) > 0.5, "the perturbed copy still says roughly where the person is"
+
+
+def test_the_boundary_band_marks_the_outline_and_not_the_inside_or_far_background():
+    from training.train import boundary_band
+
+    target = torch.zeros(1, 1, 40, 40)
+    target[..., 10:30, 10:30] = 1
+    band = boundary_band(target)[0, 0]
+    assert band[10, 20] == 1 and band[9, 20] == 1 and band[12, 20] == 1  # on and beside the edge
+    assert band[20, 20] == 0 and band[2, 2] == 0  # deep inside, far outside
+
+
+def test_a_boundary_weight_makes_errors_at_the_outline_cost_more_and_others_the_same():
+    from training.train import segmentation_loss
+
+    target = torch.zeros(1, 1, 40, 40)
+    target[..., 10:30, 10:30] = 1
+    confident = torch.where(target > 0.5, 8.0, -8.0)
+    at_edge, far = confident.clone(), confident.clone()
+    at_edge[..., 10, 12:28] = -8.0  # the top row of the person lost
+    far[..., 35, 12:28] = 8.0  # a background streak kept, as many pixels
+    for wrong in (at_edge, far):
+        plain = segmentation_loss(wrong, target, "bce-dice")
+        weighted = segmentation_loss(wrong, target, "bce-dice", boundary_weight=4.0)
+        if wrong is at_edge:
+            assert weighted > plain * 1.5
+        else:
+            assert torch.isclose(weighted, plain, rtol=0.05)

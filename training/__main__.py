@@ -108,6 +108,12 @@ DEFAULTS = TrainConfig()
     help="BCE plus batch Dice, or plus per-image Lovász IoU (for fine-tuning).",
 )
 @click.option(
+    "--boundary-weight",
+    type=click.FloatRange(0, 100),
+    default=DEFAULTS.boundary_weight,
+    help="Extra BCE weight for pixels within 3 px of the true outline (a boundary-aware loss; 0: off).",
+)
+@click.option(
     "--seed", type=int, default=DEFAULTS.seed, help="Seed for weights, sample order and augmentation."
 )
 @click.option("--threads", type=int, default=DEFAULTS.threads, help="CPU threads for torch.")

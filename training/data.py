@@ -17,6 +17,7 @@ import torch
 from deepbg_live.composite import blend
 from deepbg_live.formats import IMAGE_EXTENSIONS
 from deepbg_live.model import normalise
+from deepbg_live.prior import NEUTRAL
 from evaluation.layout import CACHE_LONG_SIDE, DatasetError, Pair, find_pairs, read_pair, resize_long_side
 
 
@@ -53,6 +54,53 @@ def photometric_augmentation() -> A.Compose:
     )
 
 
+# Share of samples whose previous-mask channel is neutral, as for a photo or a stream's first frame:
+# the model must stay good without the hint, not only with it.
+PREVIOUS_MASK_NEUTRAL_P = 0.3
+
+
+def previous_mask_perturbation() -> A.Compose:
+    """Last frame's answer, made from this frame's truth: moved, grown or shrunk, holed, blotted, soft.
+
+    Motion between frames is the shift and turn; the model's own errors are the grown or shrunk
+    outline, the missing chunks (a lost hand) and the extra blobs (a chair kept). Blur matches the
+    soft probabilities the runtime feeds back.
+    """
+    return A.Compose(
+        [
+            A.Affine(
+                translate_percent=(-0.05, 0.05),
+                scale=(0.93, 1.07),
+                rotate=(-6, 6),
+                border_mode=cv2.BORDER_REPLICATE,
+                p=0.9,
+            ),
+            A.OneOf(
+                [
+                    A.Morphological(scale=(2, 7), operation="dilation"),
+                    A.Morphological(scale=(2, 7), operation="erosion"),
+                ],
+                p=0.5,
+            ),
+            A.CoarseDropout(
+                num_holes_range=(1, 3),
+                hole_height_range=(0.05, 0.25),
+                hole_width_range=(0.05, 0.25),
+                fill=0,
+                p=0.3,
+            ),
+            A.CoarseDropout(
+                num_holes_range=(1, 3),
+                hole_height_range=(0.05, 0.2),
+                hole_width_range=(0.05, 0.2),
+                fill=255,
+                p=0.2,
+            ),
+            A.GaussianBlur(blur_limit=(3, 11), p=1.0),  # always: the fed-back answer is never a hard copy
+        ]
+    )
+
+
 class SegmentationDataset(torch.utils.data.Dataset):
     """Cached pairs, scaled and cropped around the inference scale, then augmented.
 
@@ -71,7 +119,9 @@ class SegmentationDataset(torch.utils.data.Dataset):
         occlude_p: float = 0.0,
         distractors: list[tuple[np.ndarray, np.ndarray]] | None = None,
         distractor_p: float = 0.0,
+        previous_mask: bool = False,
     ):
+        """``previous_mask``: add the fourth input channel (``ModelConfig.previous_mask``)."""
         self.samples = samples
         self.backgrounds = backgrounds
         self.crop = crop
@@ -83,6 +133,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
         self.distractor_p = distractor_p if self.distractors else 0.0
         self.epoch = 0
         self.augment = photometric_augmentation()
+        self.perturb = previous_mask_perturbation() if previous_mask else None
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -100,7 +151,17 @@ class SegmentationDataset(torch.utils.data.Dataset):
         self.augment.set_random_seed(rng.randrange(2**31))
         out = self.augment(image=image, mask=mask)
         target = torch.from_numpy(out["mask"]).float().div_(255.0)[None]
-        return normalise(out["image"])[0], target
+        image = normalise(out["image"])[0]
+        if self.perturb is not None:
+            image = torch.cat([image, self.previous_mask(out["mask"], rng)[None]])
+        return image, target
+
+    def previous_mask(self, mask: np.ndarray, rng: random.Random) -> torch.Tensor:
+        """The previous-mask channel for a sample whose truth is ``mask``: neutral, or a perturbed copy."""
+        if rng.random() < PREVIOUS_MASK_NEUTRAL_P:
+            return torch.full(mask.shape, NEUTRAL)
+        self.perturb.set_random_seed(rng.randrange(2**31))
+        return torch.from_numpy(self.perturb(image=mask)["image"]).float().div_(255.0)
 
     def scale_and_crop(self, image: np.ndarray, mask: np.ndarray, rng: random.Random):
         # The person should appear at about the size the runtime will show the model (the

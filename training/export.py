@@ -48,7 +48,7 @@ def onnx_max_error(onnx_bytes: bytes, model: torch.nn.Module, sizes=((144, 192),
     session = create_session(onnx_bytes)
     worst = 0.0
     for height, width in sizes:
-        x = torch.randn(1, 3, height, width)
+        x = torch.randn(1, model.config.in_channels, height, width)
         with torch.no_grad():
             expected = model(x).numpy()
         got = session.run(None, {"image": x.numpy()})[0]
@@ -138,8 +138,11 @@ def write_int8(weights: Path, data_root: Path) -> None:
     fp32 = export_onnx(net)
     # The runtime's own preprocessing, so calibration sees exactly what inference sees.
     preprocess = Segmenter(TorchCpuRuntime(net)).preprocess
-    int8 = quantize_int8(fp32, calibration_batches(train_pairs, preprocess), weights_digest(weights))
-    agreement = mask_agreement(fp32, int8, calibration_batches(val_pairs, preprocess))
+    prior = net.config.previous_mask
+    int8 = quantize_int8(
+        fp32, calibration_batches(train_pairs, preprocess, previous_mask=prior), weights_digest(weights)
+    )
+    agreement = mask_agreement(fp32, int8, calibration_batches(val_pairs, preprocess, previous_mask=prior))
     if agreement < MIN_INT8_AGREEMENT:
         click.echo(
             f"Error: int8 masks agree with fp32 at IoU {agreement:.3f} (< {MIN_INT8_AGREEMENT}); "

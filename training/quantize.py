@@ -13,9 +13,11 @@ import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from deepbg_live.model_files import WEIGHTS_SHA256
+from deepbg_live.prior import neutral_prior, with_prior
 from deepbg_live.runtimes.onnx_runtime import create_session
 from evaluation.layout import Pair, read_pair
 from evaluation.metrics import iou
@@ -28,16 +30,25 @@ def calibration_batches(
     preprocess: Callable[[np.ndarray], np.ndarray],
     count: int = CALIBRATION_FRAMES,
     seed: int = 0,
+    previous_mask: bool = False,
 ) -> list[np.ndarray]:
     """``count`` of the photos in ``pairs``, picked with a fixed seed, as the network's input batches.
 
-    ``preprocess`` is ``Segmenter.preprocess``, so calibration sees exactly what inference sees.
+    ``preprocess`` is ``Segmenter.preprocess``, so calibration sees exactly what inference sees. With
+    ``previous_mask``, every other batch carries its photo's blurred truth as the previous mask (as
+    on video) and the rest the neutral one (as for photos), so both ranges are calibrated.
     """
     chosen = random.Random(seed).sample(pairs, min(count, len(pairs)))
-    # read_pair gives RGB; preprocess takes a camera's BGR frame
-    return [
-        preprocess(np.ascontiguousarray(read_pair(pair, long_side=None)[0][:, :, ::-1])) for pair in chosen
-    ]
+    batches = []
+    for i, pair in enumerate(chosen):
+        rgb, mask = read_pair(pair, long_side=None)
+        batch = preprocess(np.ascontiguousarray(rgb[:, :, ::-1]))  # read_pair gives RGB; a camera BGR
+        if previous_mask:
+            height, width = batch.shape[-2:]
+            truth = cv2.GaussianBlur(cv2.resize(mask, (width, height)), (0, 0), 2).astype(np.float32) / 255
+            batch = with_prior(batch, truth if i % 2 else neutral_prior(height, width))
+        batches.append(batch)
+    return batches
 
 
 def quantize_int8(onnx_bytes: bytes, batches: Iterable[np.ndarray], weights_sha256: str = "") -> bytes:

@@ -16,6 +16,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from deepbg_live.model import CONFIGS, ModelConfig, build_model, load_weights, normalise, save_weights
+from deepbg_live.prior import NEUTRAL
 from evaluation import layout
 from evaluation.metrics import all_metrics
 from training import data as D
@@ -52,6 +53,7 @@ class TrainConfig:
     distractor_p: float = 0.3  # share of samples with an animal or vehicle pasted beside the person
     repeat: dict[str, int] = field(default_factory=dict)  # training folder -> copies per epoch (0 drops it)
     loss: str = DEFAULT_LOSS  # a key of LOSSES
+    boundary_weight: float = 0.0  # extra BCE weight in the band around the true outline
     seed: int = 0
     threads: int = 2
     workers: int = 0
@@ -100,13 +102,28 @@ def lovasz_weights(sorted_truth: torch.Tensor) -> torch.Tensor:
     return torch.cat([jaccard[:, :1], jaccard[:, 1:] - jaccard[:, :-1]], dim=1)
 
 
-def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, kind: str = DEFAULT_LOSS) -> torch.Tensor:
+BOUNDARY_BAND = 7  # px across: the band around the true outline that ``boundary_weight`` favours
+
+
+def boundary_band(target: torch.Tensor, width: int = BOUNDARY_BAND) -> torch.Tensor:
+    """1 where the truth changes within ``width // 2`` pixels (the outline and its sides), else 0."""
+    grown = F.max_pool2d(target, width, stride=1, padding=width // 2)
+    shrunk = -F.max_pool2d(-target, width, stride=1, padding=width // 2)
+    return (grown - shrunk > 0.5).to(target.dtype)
+
+
+def segmentation_loss(
+    logits: torch.Tensor, target: torch.Tensor, kind: str = DEFAULT_LOSS, boundary_weight: float = 0.0
+) -> torch.Tensor:
     """BCE for per-pixel calibration plus an overlap term, which does not let the background dominate.
 
     ``bce-dice`` trains from scratch well; ``bce-lovasz`` is for fine-tuning towards per-image IoU.
+    ``boundary_weight`` makes a wrong pixel near the true outline cost ``1 + boundary_weight`` times
+    as much in the BCE: edges are a sliver of the pixels but most of what a viewer sees of a mask.
     """
-    overlap = LOSSES[kind]
-    return F.binary_cross_entropy_with_logits(logits, target) + overlap(logits, target)
+    weight = 1 + boundary_weight * boundary_band(target) if boundary_weight else None
+    bce = F.binary_cross_entropy_with_logits(logits, target, weight=weight)
+    return bce + LOSSES[kind](logits, target)
 
 
 LOSSES = {"bce-dice": dice_loss, "bce-lovasz": lovasz_loss}
@@ -209,6 +226,7 @@ class Trainer:
             occlude_p=cfg.occlude_p,
             distractors=D.load_distractors(self._data_folder(cfg.distractors, "objects-davis")),
             distractor_p=cfg.distractor_p,
+            previous_mask=cfg.model_config.previous_mask,
         )
         self.val_samples = D.cache_pairs(self.val_pairs, progress=show)
         self.logger = RunLogger(self.out, cfg, self.wandb_id, enabled=self.dist.main)
@@ -261,7 +279,7 @@ class Trainer:
         images = images.to(self.device, memory_format=torch.channels_last, non_blocking=True)
         masks = masks.to(self.device, non_blocking=True)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.device.type == "cuda"):
-            loss = segmentation_loss(self.net(images).float(), masks, self.cfg.loss)
+            loss = segmentation_loss(self.net(images).float(), masks, self.cfg.loss, self.cfg.boundary_weight)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
@@ -346,10 +364,13 @@ class Trainer:
 
     @torch.no_grad()
     def predict(self, image: np.ndarray) -> np.ndarray:
-        """Person probability for one RGB image, at the runtime's inference scale."""
+        """Person probability for one RGB image, at the runtime's inference scale (a photo: no previous mask)."""
         self.model.eval()
         small = layout.resize_long_side(image, self.cfg.model_config.long_side, cv2.INTER_AREA)
-        x = normalise(small).to(self.device, memory_format=torch.channels_last)
+        x = normalise(small)
+        if self.model.config.previous_mask:
+            x = torch.cat([x, torch.full_like(x[:, :1], NEUTRAL)], dim=1)
+        x = x.to(self.device, memory_format=torch.channels_last)
         prob = torch.sigmoid(self.model(x))[0, 0].float().cpu().numpy()
         return cv2.resize(prob, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
 
@@ -408,13 +429,16 @@ class Trainer:
 
     def load_initial_weights(self, path: Path) -> None:
         # A model may grow blocks that start as the identity (a context block, bottleneck
-        # blocks): weights without them still load, and only those new blocks start untrained.
+        # blocks, a previous-mask input): weights without them still load, and only those new
+        # parts start untrained.
         start, _ = load_weights(path)
         if not can_grow_into(start.config, self.model.config):
             raise layout.DatasetError(
                 f"{path} holds a {start.config.name!r} model, not {self.cfg.model!r}; pass --model"
             )
-        self.model.load_state_dict(start.state_dict(), strict=False)
+        self.model.load_state_dict(
+            with_input_channels(start.state_dict(), self.model.state_dict()), strict=False
+        )
 
     def load_checkpoint(self, path: Path) -> None:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
@@ -437,12 +461,28 @@ def can_grow_into(start: ModelConfig, target: ModelConfig) -> bool:
         long_side=target.long_side,
         context=target.context,
         bottleneck_blocks=target.bottleneck_blocks,
+        previous_mask=target.previous_mask,
     )
     return (
         grown == replace(target, name="")
         and target.context >= start.context
         and target.bottleneck_blocks >= start.bottleneck_blocks
+        and target.previous_mask >= start.previous_mask
     )
+
+
+def with_input_channels(start: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> dict:
+    """``start``'s weights, with an input convolution widened to ``target``'s extra input channels.
+
+    The new channels' weights start at zero, so the grown network computes exactly what ``start``
+    did until training teaches it to use them.
+    """
+    widened = dict(start)
+    for key, weight in start.items():
+        wanted = target.get(key)
+        if wanted is not None and weight.ndim == 4 and (weight.shape[1], wanted.shape[1]) == (3, 4):
+            widened[key] = torch.cat([weight, weight.new_zeros(weight.shape[0], 1, *weight.shape[2:])], dim=1)
+    return widened
 
 
 def read_config(path: Path) -> TrainConfig:

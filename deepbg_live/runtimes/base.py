@@ -70,14 +70,16 @@ class RuntimeOptions:
 class Runtime(Protocol):
     """One model on one backend: a normalised RGB batch in, person probabilities out.
 
-    ``__call__`` takes a C-contiguous float32 ``(N, 3, H, W)`` batch and returns float32
-    ``(N, 1, H, W)`` probabilities in 0..1. ``long_side`` is the inference resolution the model
-    file records (its config's, or its ONNX metadata's).
+    ``__call__`` takes a C-contiguous float32 ``(N, input_channels, H, W)`` batch and returns
+    float32 ``(N, 1, H, W)`` probabilities in 0..1. ``input_channels`` is 3 (RGB) or 4 (RGB and the
+    previous frame's mask, see ``deepbg_live.prior``). ``long_side`` is the inference resolution
+    the model file records (its config's, or its ONNX metadata's).
     """
 
     name: Backend
     precision: Precision
     long_side: int
+    input_channels: int
 
     def __call__(self, batch: np.ndarray) -> np.ndarray: ...
 

@@ -78,7 +78,7 @@ class OnnxRuntime:
         self.session = create_session(
             model, options.threads, cuda=options.device is Device.CUDA, spinning=options.spinning
         )
-        self._input = _checked_input(self.session)
+        self._input, self.input_channels = _checked_input(self.session)
 
     @classmethod
     def from_network(cls, net, options: RuntimeOptions) -> OnnxRuntime:
@@ -92,13 +92,15 @@ class OnnxRuntime:
 
 
 _FLOATS = ("tensor(float)", "tensor(float16)")
+_INPUT_CHANNELS = (3, 4)  # RGB, or RGB and the previous mask
 
 
-def _checked_input(session: ort.InferenceSession) -> str:
-    """The name of the model's one input, once its signature is the one ``Segmenter`` feeds and reads.
+def _checked_input(session: ort.InferenceSession) -> tuple[str, int]:
+    """The name and channel count of the model's one input, once its signature is one ``Segmenter`` feeds.
 
-    One float32 input (N, 3, H, W) and one float output (N, 1, H, W), H and W free: anything else
-    would fail at the first frame, after a camera turned on or an output file was created.
+    One float32 input (N, 3, H, W), or (N, 4, H, W) with the previous mask, and one float output
+    (N, 1, H, W), H and W free: anything else would fail at the first frame, after a camera turned
+    on or an output file was created. A file that leaves the channels unnamed is taken as RGB.
     """
     inputs, outputs = session.get_inputs(), session.get_outputs()
     if len(inputs) != 1 or len(outputs) != 1:
@@ -106,11 +108,12 @@ def _checked_input(session: ort.InferenceSession) -> str:
     (image,), (logits,) = inputs, outputs
     if image.type != "tensor(float)":
         _refuse(f"its input is {image.type}, not tensor(float)")
-    if not _is_map(image.shape, 3):
+    channels = image.shape[1] if len(image.shape) == 4 and isinstance(image.shape[1], int) else 3
+    if channels not in _INPUT_CHANNELS or not _is_map(image.shape, channels):
         _refuse(f"its input has shape {image.shape}, not (N, 3, H, W) with H and W free")
     if logits.type not in _FLOATS or not _is_map(logits.shape, 1):
         _refuse(f"its output is {logits.type} of shape {logits.shape}, not float (N, 1, H, W)")
-    return image.name
+    return image.name, channels
 
 
 def _is_map(shape: list[int | str | None], channels: int) -> bool:

@@ -42,6 +42,7 @@ class TorchCpuRuntime:
             torch.set_num_threads(threads)
         self.net = net.eval().to(memory_format=torch.channels_last)
         self.long_side = net.config.long_side
+        self.input_channels = net.config.in_channels
 
     @classmethod
     def from_network(cls, net: torch.nn.Module, options: RuntimeOptions) -> TorchCpuRuntime:
@@ -66,6 +67,7 @@ class TorchCudaRuntime:
         self._dtype = torch.float16 if precision is Precision.FP16 else torch.float32
         self.net = net.eval().to("cuda", dtype=self._dtype, memory_format=torch.channels_last)
         self.long_side = net.config.long_side
+        self.input_channels = net.config.in_channels
 
     @classmethod
     def from_network(cls, net: torch.nn.Module, options: RuntimeOptions) -> TorchCudaRuntime:
