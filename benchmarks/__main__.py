@@ -2,6 +2,8 @@
 
 python -m benchmarks --quick --out bench-out          # everything, in about 3 minutes
 python -m benchmarks model --configs realtime,depthwise8
+python -m benchmarks pipeline --quick                # ours beside a plain MediaPipe loop, too
+python -m benchmarks cpu-choices --quick             # spinning, threads and x264 presets in CPU-ms
 python -m benchmarks reference                       # ours beside every shared reference model
 python -m benchmarks reference selfie.onnx --norm unit
 """
@@ -138,13 +140,33 @@ def model_part(
 
 
 def pipeline_part(
-    ctx: Context, resolutions: list[str] | None = None, clip: str | None = None, frames: int | None = None
+    ctx: Context,
+    resolutions: list[str] | None = None,
+    clip: str | None = None,
+    frames: int | None = None,
+    reference_loop: bool = True,
+    references_dir: Path | None = None,
 ):
     from benchmarks import pipeline_speed
 
     settings = pipeline_speed.PipelineSettings.for_mode(ctx.quick)
-    settings = override(settings, resolutions=resolutions, clip=clip, frames=frames)
+    references = str(references_dir) if references_dir else None
+    settings = override(
+        settings,
+        resolutions=resolutions,
+        clip=clip,
+        frames=frames,
+        reference_loop=reference_loop,
+        references=references,
+    )
     return lambda: pipeline_speed.run(ctx, settings)
+
+
+def cpu_choices_part(ctx: Context, clip: str | None = None):
+    from benchmarks import cpu_choices, pipeline_speed
+
+    settings = override(pipeline_speed.PipelineSettings.for_mode(ctx.quick), clip=clip)
+    return lambda: cpu_choices.run(ctx, settings)
 
 
 Contenders = Callable[[], list[Contender]]  # opened only when the part runs
@@ -279,33 +301,50 @@ def main(
     )
     scored_accuracy = functools.cache(accuracy_part(ctx, contenders if references else None))
     scored_temporal = functools.cache(temporal_part(ctx, contenders if references else None))
+    skipped = skipped_parts(ctx, references_dir)
+    race = "reference-loop" not in skipped
     parts = {
         "model": model_part(ctx, configs),
-        "pipeline": pipeline_part(ctx, split_list(resolutions), clip),
+        "pipeline": pipeline_part(ctx, split_list(resolutions), clip, None, race, references_dir),
+        "cpu_choices": cpu_choices_part(ctx, clip),
         "accuracy": scored_accuracy,
         "temporal": scored_temporal,
         "training": training_part(ctx, configs),
     }
     if references:
         parts["reference"] = lambda: reference.run(ctx, references, scored_accuracy(), scored_temporal())
-    for name, reason in skipped_parts(ctx).items():
-        if parts.pop(name, None) is not None:
-            click.echo(f"skipped {name}: {reason}", err=True)
-            ctx.note(f"Skipped {name}: {reason}.")
+    announce_skipped(ctx, parts, skipped)
     run_parts(ctx, parts)
 
 
-def skipped_parts(ctx: Context) -> dict[str, str]:
-    """The parts this checkout cannot run, and why: a user's clone has no shared data, maybe no torch."""
+SUB_PARTS = {"reference-loop": "pipeline"}  # a piece of a part, skipped on its own
+
+
+def skipped_parts(ctx: Context, references_dir: Path | None = None) -> dict[str, str]:
+    """The parts (and pieces of parts) this checkout cannot run, and why: a user's clone has no
+    shared data or reference models, maybe no torch."""
     import importlib.util
+
+    from benchmarks.reference_loop import SELFIE, selfie_path
 
     skipped = {}
     if not ctx.data_root.is_dir():
         reason = f"no labelled data at {ctx.data_root}; pass --data-root DIR for it"
         skipped |= {"accuracy": reason, "temporal": reason, "reference": reason}
+    folder = references_dir or DEFAULT_REFERENCES
+    if selfie_path(folder) is None:
+        skipped["reference-loop"] = f"no {SELFIE.path} in {folder}; pass --references DIR for it"
     if importlib.util.find_spec("torch") is None:
         skipped["training"] = "it needs torch; pip install -e '.[train]' for it"
     return skipped
+
+
+def announce_skipped(ctx: Context, parts: dict[str, Callable[[], dict]], skipped: dict[str, str]) -> None:
+    """Drop each skipped part from ``parts``, and say why, on the console and in the report."""
+    for name, reason in skipped.items():
+        if parts.pop(name, None) is not None or SUB_PARTS.get(name) in parts:
+            click.echo(f"skipped {name}: {reason}", err=True)
+            ctx.note(f"Skipped {name}: {reason}.")
 
 
 @main.command()
@@ -339,11 +378,37 @@ def model(click_ctx, configs, sizes, backends, **common):
     "--clip", type=click.Path(dir_okay=False, exists=True), help="A video to use [default: generated]."
 )
 @click.option("--frames", type=click.IntRange(2), help="Frames per resolution (file mode).")
+@click.option(
+    "--reference-loop/--no-reference-loop",
+    default=True,
+    show_default=True,
+    help="Race deepbg-live against a plain MediaPipe loop, file to file and live (child processes).",
+)
+@REFERENCES_OPTION
 @click.pass_context
-def pipeline(click_ctx, resolutions, clip, frames, **common):
-    """End to end: per-stage time, fps, CPU, memory; live-paced latency and drops."""
+def pipeline(click_ctx, resolutions, clip, frames, reference_loop, references_dir, **common):
+    """End to end: per-stage time, fps, CPU, memory; live-paced latency and drops; ours against
+    the reference loop (fps and CPU-per-frame ratios, start-up included)."""
     ctx = make_context(click_ctx, **common)
-    run_parts(ctx, {"pipeline": pipeline_part(ctx, split_list(resolutions), clip, frames)})
+    folder = references_dir or (click_ctx.obj or {}).get("references_dir")
+    skipped = {k: v for k, v in skipped_parts(ctx, folder).items() if k in SUB_PARTS}
+    race = reference_loop and "reference-loop" not in skipped
+    parts = {"pipeline": pipeline_part(ctx, split_list(resolutions), clip, frames, race, folder)}
+    if reference_loop:
+        announce_skipped(ctx, parts, skipped)
+    run_parts(ctx, parts)
+
+
+@main.command("cpu-choices")
+@common_options
+@click.option(
+    "--clip", type=click.Path(dir_okay=False, exists=True), help="A video to use [default: generated]."
+)
+@click.pass_context
+def cpu_choices(click_ctx, clip, **common):
+    """CPU-ms per frame of the runtime's choices: ONNX Runtime spinning and threads, x264 presets."""
+    ctx = make_context(click_ctx, **common)
+    run_parts(ctx, {"cpu_choices": cpu_choices_part(ctx, clip)})
 
 
 @main.command()

@@ -6,6 +6,9 @@ dropped frames). The output is an H.264 file, so the output stage includes encod
 
 The clip is generated (a still portrait filmed by a swaying, noisy static camera, encoded as
 H.264) unless ``--clip`` names one, which is then re-encoded at each resolution.
+
+Then the race (``benchmarks.race``): ``deepbg-live`` against a plain MediaPipe loop on the
+first resolution's clip (640x480), each a child process, file to file and live, start-up included.
 """
 
 from __future__ import annotations
@@ -20,9 +23,13 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from benchmarks import race
 from benchmarks.context import Context
+from benchmarks.reference import DEFAULT_REFERENCES
+from benchmarks.reference_loop import selfie_path
 from benchmarks.temporal import camera_frame, portrait_pairs
 from benchmarks.timing import ResourceMeter, summarise
+from deepbg_live.errors import UserError
 from deepbg_live.geometry import long_side_size, parse_size
 
 FPS = 30
@@ -37,11 +44,18 @@ class PipelineSettings:
     live_all: bool = True  # live mode at every resolution; False: only at the first
     clip: str | None = None  # a video to use instead of the generated one
     background: str = "blur"  # "blur" (the costlier, realistic case) or "color"
+    reference_loop: bool = True  # race ours against the reference loop (needs its model)
+    references: str = str(DEFAULT_REFERENCES)  # the folder holding MediaPipe selfie
+    race_frames: int = 300  # the 10-second clip of issue 17; start-up weighs more in a shorter one
+    race_repeats: int = 3
+    # MediaPipe takes about 3 ms a frame on one thread; a second one mostly spin-waits, which
+    # would inflate the reference's CPU and flatter ours, so the reference gets one by default.
+    race_reference_threads: int = 1
 
     @classmethod
     def for_mode(cls, quick: bool) -> PipelineSettings:
         if quick:
-            return cls(frames=40, live_frames=60, live_all=False)
+            return cls(frames=40, live_frames=60, live_all=False, race_frames=90, race_repeats=1)
         return cls()
 
 
@@ -192,6 +206,25 @@ def isolated_costs(resolution: str, repeats: int, long_side: int) -> dict:
     return row
 
 
+def race_reference(ctx: Context, settings: PipelineSettings) -> dict:
+    """Ours against the reference loop on the race clip (``benchmarks.race``)."""
+    model = selfie_path(Path(settings.references))
+    if model is None:
+        raise UserError(f"no reference model in {settings.references}; pass --references DIR")
+    resolution = settings.resolutions[0]  # 640x480 unless told otherwise
+    contest = race.Race(
+        clip=prepare_clip(resolution, settings.race_frames, settings, ctx).resolve(),
+        one_frame_clip=prepare_clip(resolution, 1, settings, ctx).resolve(),
+        reference_model=model.resolve(),
+        out=(ctx.scratch / "race").resolve(),
+        threads=settings.race_reference_threads,
+        repeats=settings.race_repeats,
+        precision=ctx.precision,
+        model=str(Path(ctx.weights).resolve()) if ctx.weights else None,
+    )
+    return {"resolution": resolution, **race.run(contest)}
+
+
 def run(ctx: Context, settings: PipelineSettings | None = None) -> dict:
     settings = settings or PipelineSettings.for_mode(ctx.quick)
     segmenter = ctx.segmenter(device="auto")
@@ -205,7 +238,7 @@ def run(ctx: Context, settings: PipelineSettings | None = None) -> dict:
     isolated = [
         isolated_costs(r, 30 if ctx.quick else 200, segmenter.long_side) for r in settings.resolutions
     ]
-    return {
+    result = {
         "settings": asdict(settings),
         "isolated": isolated,
         "backend": segmenter.backend,
@@ -215,3 +248,6 @@ def run(ctx: Context, settings: PipelineSettings | None = None) -> dict:
         "threads": ctx.threads,
         "rows": rows,
     }
+    if settings.reference_loop:
+        result["reference_loop"] = race_reference(ctx, settings)
+    return result

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,10 +18,11 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 
 from deepbg_live.pipeline import STAGES  # noqa: E402
 
-PARTS = ("model", "pipeline", "accuracy", "temporal", "training", "reference")
+PARTS = ("model", "pipeline", "cpu_choices", "accuracy", "temporal", "training", "reference")
 TITLES = {
     "model": "1. Model throughput",
     "pipeline": "2. Pipeline",
+    "cpu_choices": "2b. CPU per frame: spinning, threads, x264 presets",
     "accuracy": "3. Accuracy",
     "temporal": "4. Temporal stability",
     "training": "5. Training throughput",
@@ -125,7 +127,8 @@ def pipeline_section(data: dict) -> str:
         f"{', flip-average' if data.get('flip_average') else ''}), model long side {data['long_side']}, "
         f"{data['threads']} threads; "
         f"{data['settings']['background']} background, smoothing and edge refinement on, H.264 file output. "
-        "Stage times in ms (p50 / p95); CPU % where 100 = one core. 'decode' is the clip decoded alone; "
+        "Stage times in ms (p50 / p95, then the stage thread's CPU-ms p50 where measured, which "
+        "contention does not inflate); CPU % where 100 = one core. 'decode' is the clip decoded alone; "
         "'capture' is the time the capture thread took to obtain each frame inside the run (decoding, "
         "or waiting for the paced 'camera'). Stages overlap on separate threads, so they sum to more "
         "than 1000 / fps.\n\n"
@@ -163,6 +166,105 @@ def pipeline_section(data: dict) -> str:
         text += "\n**Live-paced (the file played as a 30 fps camera)**\n\n" + table(
             ["resolution", "latency p50 ms", "latency p95 ms", "dropped / frames", "fps", "CPU %"], live
         )
+    if data.get("reference_loop"):
+        text += "\n" + race_section(data["reference_loop"])
+    return text
+
+
+RACE_GOALS = {"file_fps": ">= 1.5", "file_cpu_ms_per_frame": "<= 0.67"}  # issue 17's targets
+
+
+def race_section(data: dict) -> str:
+    """Ours against the reference loop: each side's figures, their ratio and issue 17's goal, one row each."""
+    summary, ratios = data["summary"], data["ratios"]
+    text = (
+        f"**Ours beside a plain MediaPipe loop** ({data['resolution']}, {data['frames']} frames, "
+        f"median of {data['repeats']} runs a side, alternated, each a fresh process: start-up included). "
+        "The loop decodes with our capture code, runs MediaPipe selfie on ONNX Runtime "
+        f"({data['reference_threads']} thread{'s' * (data['reference_threads'] != 1)}), upsamples its mask bilinearly, composites in float onto "
+        "green and encodes with our VideoFileSink (the same x264 preset and crf). CPU-ms per frame is "
+        "the child's user + system time over its frames, start-up included; it is the figure to trust "
+        "on a busy machine, where wall fps is not.\n\n"
+        f"- ours: `{data['commands']['ours']}`\n- reference: `{data['commands']['reference']}`\n\n"
+    )
+    rows = [
+        ["file to file, fps", *_sides(summary, "file", "fps"), ratios["file_fps"], RACE_GOALS["file_fps"]],
+        [
+            "file to file, CPU-ms per frame",
+            *_sides(summary, "file", "cpu_ms_per_frame"),
+            ratios["file_cpu_ms_per_frame"],
+            RACE_GOALS["file_cpu_ms_per_frame"],
+        ],
+        ["start-up (a 1-frame clip), s", *_sides(summary, "startup", "wall_s"), ratios["startup_wall_s"], ""],
+    ]
+    if "live" in summary:
+        rows += [
+            [
+                "live 30 fps, CPU % of one core",
+                *_sides(summary, "live", "cpu_percent"),
+                ratios["live_cpu_percent"],
+                "",
+            ],
+            [
+                "live 30 fps, CPU % after start-up",
+                *_sides(summary, "live", "steady_cpu_percent"),
+                ratios["live_steady_cpu_percent"],
+                "ours <= 50%",
+            ],
+            ["live 30 fps, dropped frames", *_sides(summary, "live", "dropped"), None, "0"],
+        ]
+    return text + table(["", "ours", "reference loop", "ours / reference", "goal"], rows)
+
+
+def _sides(summary: dict, mode: str, key: str) -> list[object]:
+    return [summary[mode][side].get(key) for side in ("ours", "reference")]
+
+
+def cpu_choices_section(data: dict) -> str:
+    text = (
+        f"Our model at {data['resolution']} (its own input size), ONNX Runtime; CPU-ms per frame is this "
+        "process's CPU time over the whole window (spinning threads and idle waits included) divided by "
+        f"the frames. Paced = one frame every 1/{data['fps']} s, as from a camera; otherwise back to back.\n\n"
+    )
+    model = [
+        [
+            "30 fps" if r["paced"] else "back to back",
+            r["threads"],
+            "on" if r["spinning"] else "off",
+            r["wall_p50_ms"],
+            r["wall_p95_ms"],
+            r["cpu_ms_per_frame"],
+            r["cpu_percent"],
+        ]
+        for r in data["model"]
+    ]
+    text += table(
+        ["frames", "threads", "spinning", "wall p50 ms", "wall p95 ms", "CPU-ms / frame", "CPU %"], model
+    )
+    text += (
+        f"\nx264 at crf {data['crf']} through VideoFileSink (BGR to I420, encode, mux), the clip's frames "
+        "held in memory; luma PSNR against the frames given to the encoder, over all frames. "
+        "deepbg-live uses ultrafast live and superfast for files.\n\n"
+    )
+    x264 = [
+        [
+            r["preset"],
+            r["cpu_ms_per_frame"],
+            r["wall_ms_per_frame"],
+            r["kbit_s"],
+            r["bytes"] / 1024,
+            r["psnr_y_db"],
+        ]
+        for r in data["x264"]
+    ]
+    text += table(["preset", "CPU-ms / frame", "wall ms / frame", "kbit/s", "KiB", "Y-PSNR dB"], x264)
+    if data.get("x264_threads"):
+        threads = [
+            [r["preset"], r["threads"], r["cpu_ms_per_frame"], r["wall_ms_per_frame"]]
+            for r in data["x264_threads"]
+        ]
+        text += "\nx264 alone (I420 in), by thread count ('auto': x264's own, 1.5x the cores):\n\n"
+        text += table(["preset", "threads", "CPU-ms / frame", "wall ms / frame"], threads)
     return text
 
 
@@ -171,8 +273,12 @@ def _ms(summary: dict) -> str:
 
 
 def _pair(row: dict, stage: str) -> str:
+    """Wall p50 / p95, and the stage's CPU-ms p50 where the run measured it."""
     p50, p95 = row.get(f"{stage}_p50_ms"), row.get(f"{stage}_p95_ms")
-    return "–" if p50 is None else f"{p50:.1f} / {p95:.1f}"
+    if p50 is None:
+        return "–"
+    cpu = row.get(f"{stage}_cpu_p50_ms")
+    return f"{p50:.1f} / {p95:.1f}" + ("" if cpu is None else f" ({cpu:.1f} CPU)")
 
 
 METRIC_HEADERS = ["IoU", "mIoU", "Dice", "boundary F", "MAD"]
@@ -305,6 +411,7 @@ def _off_on(pair: dict[str, float | None], scale: float = 1.0) -> str:
 SECTIONS: dict[str, Callable[[dict], str]] = {
     "model": model_section,
     "pipeline": pipeline_section,
+    "cpu_choices": cpu_choices_section,
     "accuracy": accuracy_section,
     "temporal": temporal_section,
     "training": training_section,
@@ -441,9 +548,11 @@ def plot_flicker(data: dict, path: Path) -> bool:
         on = ax.bar([x + 0.2 for x in xs], [r["on"]["flicker"] for r in mine], 0.4, label="smoothing on")
         for bars in (off, on):
             ax.bar_label(bars, fmt="%.2g", fontsize=7)
-        ax.set_xticks(list(xs), [r["sequence"] for r in mine], rotation=20, fontsize=7)
+        ax.set_xticks(list(xs), [f"{r['sequence']}\n({r['kind']})" for r in mine], rotation=20, fontsize=7)
         ax.set_ylabel("flicker (mean |Δalpha|)")
-        ax.set_title(f"Flicker: {model}")
+        kinds = Counter(r["kind"] for r in mine)
+        counts = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
+        ax.set_title(f"Flicker: {model}, {len(mine)} clips ({counts})")
         ax.legend()
     return _save(fig, path)
 

@@ -1,12 +1,17 @@
-"""Timing helpers: repeated calls with warm-up, percentiles, and a CPU/memory meter for a block.
+"""Timing helpers: repeated calls with warm-up, percentiles, a CPU/memory meter for a block, and
+a timed child process.
 
 Only the standard library and numpy: the meter reads ``time.process_time`` for CPU and the
-kernel's high-water mark of resident memory (``VmHWM``) for peak memory.
+kernel's high-water mark of resident memory (``VmHWM``) for peak memory; a child's CPU time comes
+from the kernel's accounting when it is reaped (``os.wait4``).
 """
 
 from __future__ import annotations
 
+import os
 import resource
+import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -108,3 +113,39 @@ class ResourceMeter:
             peak_rss_mb=current_peak_rss_mb(),
             peak_is_process_lifetime=not self._reset,
         )
+
+
+@dataclass(frozen=True)
+class ChildRun:
+    """One child process, start-up included: wall and CPU seconds, and what it printed.
+
+    No peak memory: Linux carries the parent's high-water mark into a forked child's ``ru_maxrss``,
+    so a child of a large benchmark process would report the parent's peak.
+    """
+
+    wall_s: float
+    cpu_s: float  # user + system, every thread of the child
+    returncode: int
+    stderr: str
+
+
+def run_child(command: Sequence[str], env: dict[str, str] | None = None) -> ChildRun:
+    """Run ``command`` to its end and time it as a user would: from launch to exit.
+
+    The child is reaped with ``os.wait4``, which returns its own resource usage, so nothing else
+    this process does (other threads, earlier children) is counted. Linux and macOS.
+    """
+    with tempfile.TemporaryFile() as errors:
+        started = time.perf_counter()
+        child = subprocess.Popen(list(command), stdout=subprocess.DEVNULL, stderr=errors, env=env)
+        _, status, usage = os.wait4(child.pid, 0)
+        wall = time.perf_counter() - started
+        child.returncode = os.waitstatus_to_exitcode(status)  # reaped here, so Popen must not wait again
+        errors.seek(0)
+        text = errors.read().decode(errors="replace")
+    return ChildRun(
+        wall_s=wall,
+        cpu_s=usage.ru_utime + usage.ru_stime,
+        returncode=child.returncode,
+        stderr=text,
+    )

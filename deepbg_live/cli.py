@@ -15,9 +15,10 @@ import click
 from deepbg_live import geometry
 from deepbg_live.colors import COLOR_HELP, DEFAULT_COLOR
 from deepbg_live.errors import UserError, WriteFailed
+from deepbg_live.formats import IMAGE_EXTENSIONS
 from deepbg_live.image_header import MAX_PIXELS
-from deepbg_live.model_files import model_option_help
-from deepbg_live.runtimes import PRECISIONS, Device, open_runtime
+from deepbg_live.model_files import model_option_help, model_path
+from deepbg_live.runtimes import PRECISIONS, Device, Runtime, open_runtime
 from deepbg_live.shutdown import INTERRUPTED, GracefulShutdown
 
 # The pipeline's modules (OpenCV, PyAV, ONNX Runtime behind them) are imported in the functions
@@ -34,6 +35,11 @@ EXIT_USER_ERROR = 2  # refused before any work: a bad option, input or output; c
 MIN_SIDE, MAX_SIDE = 16, 16384  # --size: below 16 px nobody is recognisable; 16K is past any camera
 SIZE_RULE = f"use WIDTHxHEIGHT, each side {MIN_SIDE} to {MAX_SIDE}, for example 1280x720"
 MAX_FPS = 1000.0  # --fps and --vcam-fps: above this a frame rate is a typo
+# ONNX Runtime threads for a live job, whose goal is CPU-seconds, not wall time: the sample played at
+# 30 fps cost 3-25% more CPU per frame with 2 threads than with 1, spinning off, and 65-80% more
+# spinning on (2 AVX2 cores beside a training run, issue 17). With 1 thread nothing spins.
+LIVE_THREADS = 1
+FALLBACK_MODEL = "fast"  # the cheaper shipped model a live job on the default model falls back to, last
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:
@@ -153,6 +159,12 @@ def file_sink(source: Source, output: Path, transparent: bool) -> Sink:
 @click.option("--input", "input_path", default=None, help="Video file, image file, or folder of images.")
 @click.option("--sequence", is_flag=True, help="Treat an --input folder as ordered video frames.")
 @click.option("--realtime", is_flag=True, help="Pace a video file at its frame rate, like a live camera.")
+@click.option(
+    "--adaptive/--no-adaptive",
+    default=None,
+    help="While the CPU cannot keep up with a live source, lower the model's input size rather than drop "
+    "frames, and raise it again once it can. [default: on for cameras and --realtime; files never adapt]",
+)
 @click.option("--size", default=None, callback=_check_size, help="Requested camera size, WIDTHxHEIGHT.")
 @click.option(
     "--fps",
@@ -243,6 +255,8 @@ def main(**options) -> None:
         click.echo(f"Error: {error}", err=True)
         sys.exit(EXIT_WRITE_FAILED)
     except UserError as error:
+        if shutdown.requested:  # a signal in a compiled module's import reads as "not installed" (pybind11)
+            sys.exit(INTERRUPTED)
         click.echo(f"Error: {error}", err=True)
         sys.exit(EXIT_USER_ERROR)
     except KeyboardInterrupt:  # a stop signal while starting up, before any output was opened
@@ -260,6 +274,7 @@ class Options:
     input_path: str | None = None
     sequence: bool = False
     realtime: bool = False
+    adaptive: bool | None = None  # None: on for live sources; files never adapt
     size: str | None = None
     fps: float | None = None
     color: str | None = None
@@ -301,6 +316,7 @@ def run(opts: Options, shutdown: GracefulShutdown | None = None) -> None:
     ``shutdown`` is the signal handler ``main`` entered: once the outputs are open its flag, read
     between frames, stops the run, so every output is finished cleanly.
     """
+    from deepbg_live.adaptive import LADDER, LADDER_WITH_FALLBACK, AdaptiveConfig, QualityController
     from deepbg_live.capture import open_source
     from deepbg_live.engine import Segmenter
     from deepbg_live.hotkeys import Hotkeys
@@ -317,8 +333,17 @@ def run(opts: Options, shutdown: GracefulShutdown | None = None) -> None:
     window = opts.camera is not None if opts.window is None else opts.window
     check_job_paths(opts, window)  # before anything is opened, so no output can touch an input
     background = choose_background(opts.color, opts.image, opts.video, opts.blur)
-    # Opened before the input, so that a bad --model fails before a camera turns on.
-    runtime = open_runtime(opts.model, device=opts.device, precision=opts.precision)
+    # Opened before the input, so that a bad --model fails before a camera turns on. Live frames
+    # come paced: ONNX Runtime's idle threads would spin between them, burning CPU that a video call
+    # beside us needs (127% against 50% of a core, issue 17). File jobs want wall time: spin.
+    live = _live_job(opts)
+    runtime = open_runtime(
+        opts.model,
+        device=opts.device,
+        precision=opts.precision,
+        threads=LIVE_THREADS if live else None,
+        spinning=not live,
+    )
     size = parse_size(opts.size)
     source = open_source(
         opts.camera,
@@ -336,18 +361,30 @@ def run(opts: Options, shutdown: GracefulShutdown | None = None) -> None:
         smoother = TemporalSmoother(opts.smoothing if source.temporal else 0.0)
         # A photo has no frame rate to keep, so it can afford the more accurate mirrored average.
         flip_average = not source.temporal if opts.flip_average is None else opts.flip_average
-        segmenter = Segmenter(runtime, flip_average=flip_average)
+        adaptive = source.live and opts.adaptive is not False
+        fallback = _fallback_runtime(opts) if adaptive else None
+        segmenter = Segmenter(runtime, flip_average=flip_average, fallback=fallback)
         refiner = EdgeRefiner(feather=opts.feather, guided=opts.refine)
         pipeline = Pipeline(segmenter, background, sinks, smoother, refiner, mode=opts.mode)
         preview = next((s for s in sinks if isinstance(s, PreviewWindow)), None)
         user_backgrounds = [background] if opts.image or opts.video else []
         controller = Hotkeys(pipeline, preview, user_backgrounds, stop) if preview else None
-        stats = pipeline.run(source, progress=opts.progress, controller=controller, stop=stop)
+        quality = None
+        if adaptive:
+            show = (lambda level: preview.set_quality(level.label)) if preview else None
+            config = AdaptiveConfig(LADDER_WITH_FALLBACK if fallback else LADDER)
+            quality = QualityController(source.fps, config, on_change=show)
+            if preview:
+                preview.set_quality(quality.level.label)
+        stats = pipeline.run(
+            source, progress=opts.progress, controller=controller, stop=stop, quality=quality
+        )
     dropped = f", {stats.dropped} dropped" if stats.dropped else ""
+    lowered = f", quality down to {quality.lowest.label}" if quality is not None and quality.changes else ""
     stopped = "stopped after " if shutdown is not None and shutdown.requested else ""
     if not source.single_image:  # a rate means nothing for one photo
         frames = f"{stats.frames} frame{'' if stats.frames == 1 else 's'}"
-        click.echo(f"{stopped}{frames} at {stats.fps():.1f} fps{dropped}", err=True)
+        click.echo(f"{stopped}{frames} at {stats.fps():.1f} fps{dropped}{lowered}", err=True)
     if opts.output:
         click.echo(f"wrote {opts.output}", err=True)
 
@@ -364,12 +401,35 @@ def check_options(opts: Options) -> None:
             raise UserError(
                 "choose --transparent (the person with alpha) or --show-mask (the mask), not both"
             )
+    if opts.adaptive and not _live_job(opts):
+        raise UserError("--adaptive applies to live sources only: a --camera, or a video with --realtime")
     folder = opts.input_path is not None and Path(opts.input_path).expanduser().is_dir()
     if folder and not opts.sequence and opts.output and Path(opts.output).suffix:
         raise UserError(
             f"a folder of photos gives a folder of PNGs: name --output a folder ('{Path(opts.output).stem}'), "
             "or add --sequence to make a video of it"
         )
+
+
+def _fallback_runtime(opts: Options) -> Runtime | None:
+    """The cheaper shipped model for the last quality level of a live job on the default model.
+
+    None for a model the user chose: that one is never swapped behind their back.
+    """
+    if model_path(opts.model) != model_path(None):
+        return None
+    return open_runtime(FALLBACK_MODEL, device=opts.device, threads=LIVE_THREADS, spinning=False)
+
+
+def _live_job(opts: Options) -> bool:
+    """Whether frames will come on their own clock, as ``open_source`` will decide: a camera, or a
+    video or ``--sequence`` paced by ``--realtime`` (photos have no clock to keep)."""
+    if opts.camera is not None:
+        return True
+    if not opts.realtime or opts.input_path is None:
+        return False
+    path = Path(opts.input_path).expanduser()
+    return opts.sequence if path.is_dir() else path.suffix.lower() not in IMAGE_EXTENSIONS
 
 
 def check_job_paths(opts: Options, window: bool) -> None:

@@ -5,6 +5,7 @@ asserted, only that they are there)."""
 from __future__ import annotations
 
 import json
+import sys
 import warnings
 from pathlib import Path
 
@@ -15,10 +16,11 @@ import torch
 from click.testing import CliRunner
 from torch import nn
 
-from benchmarks import reference, report, temporal
-from benchmarks.__main__ import main
+from benchmarks import cpu_choices, pipeline_speed, reference, report, temporal
+from benchmarks.__main__ import main, skipped_parts
+from benchmarks.context import Context
 from benchmarks.flops import conv_macs, count_macs
-from benchmarks.timing import ResourceMeter, summarise, time_calls
+from benchmarks.timing import ResourceMeter, run_child, summarise, time_calls
 
 # --- tiny generated data --------------------------------------------------------------------------
 
@@ -60,6 +62,25 @@ class NhwcTwoClass(nn.Module):
         return torch.cat([-person_logit, person_logit], dim=3)
 
 
+class NhwcSelfie(nn.Module):
+    """MediaPipe selfie's interface in miniature: NHWC RGB in 0..1, one probability channel out."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(20 * (x.mean(dim=3, keepdim=True) - 0.5))
+
+
+@pytest.fixture(scope="module")
+def references_dir(tmp_path_factory) -> Path:
+    """A shared reference folder holding only a stand-in for MediaPipe selfie, under its file name."""
+    folder = tmp_path_factory.mktemp("references")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            NhwcSelfie(), (torch.zeros(1, 24, 32, 3),), str(folder / "mediapipe_selfie.onnx"), dynamo=False
+        )
+    return folder
+
+
 @pytest.fixture(scope="module")
 def reference_onnx(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("ref") / "tiny-ref.onnx"
@@ -95,6 +116,13 @@ def test_resource_meter_reports_cpu_and_memory():
     assert meter.usage.wall_s > 0
     assert meter.usage.cpu_percent >= 0
     assert meter.usage.peak_rss_mb > 0
+
+
+def test_run_child_counts_the_childs_own_cpu_and_keeps_what_it_printed():
+    code = "import sys; sum(range(2_000_000)); sys.stderr.write('12 frames at 3.0 fps'); sys.exit(3)"
+    run = run_child([sys.executable, "-c", code])
+    assert run.returncode == 3 and run.stderr == "12 frames at 3.0 fps"
+    assert run.cpu_s > 0 and run.wall_s > 0
 
 
 def test_conv_macs_by_hand():
@@ -214,6 +242,48 @@ def fake_results() -> dict:
         "cpu_percent": 150.0,
     }
     stage_times = {f"{s}_p{q}_ms": 1.0 for s in ("decode", "capture", "inference") for q in (50, 95)}
+    stage_times["inference_cpu_p50_ms"] = 0.5  # measured per stage thread; absent for decode
+    side = {"fps": 40.0, "cpu_ms_per_frame": 30.0, "cpu_percent": 120.0, "wall_s": 1.5, "dropped": 0}
+    race = {
+        "resolution": "640x480",
+        "frames": 90,
+        "repeats": 1,
+        "reference_threads": 1,
+        "commands": {
+            "ours": "deepbg-live --input clip.mp4",
+            "reference": "python -m benchmarks.reference_loop",
+        },
+        "summary": {
+            mode: {"ours": side, "reference": side | {"fps": 80.0, "cpu_ms_per_frame": 20.0}}
+            for mode in ("startup", "file", "live")
+        },
+        "ratios": {
+            "file_fps": 0.5,
+            "file_cpu_ms_per_frame": 1.5,
+            "startup_wall_s": 1.0,
+            "live_cpu_percent": 1.0,
+            "live_steady_cpu_percent": None,
+        },
+    }
+    choices = {
+        "resolution": "640x480",
+        "fps": 30,
+        "crf": 23,
+        "model": [
+            {"paced": True, "threads": 2, "spinning": s, "wall_p50_ms": 9.0, "wall_p95_ms": 12.0}
+            | {"cpu_ms_per_frame": 40.0 if s else 17.0, "cpu_percent": 50.0}
+            for s in (True, False)
+        ],
+        "x264": [
+            {"preset": p, "cpu_ms_per_frame": 4.0, "wall_ms_per_frame": 3.0, "kbit_s": 900.0}
+            | {"bytes": 100_000, "psnr_y_db": 41.5}
+            for p in cpu_choices.PRESETS
+        ],
+        "x264_threads": [
+            {"preset": "ultrafast", "threads": t, "cpu_ms_per_frame": 3.0, "wall_ms_per_frame": 2.0}
+            for t in (1, "auto")
+        ],
+    }
     return {
         "meta": {
             "system": {
@@ -256,7 +326,9 @@ def fake_results() -> dict:
                 | stage_times,
                 live | {"latency_p50_ms": 50.0, "latency_p95_ms": 70.0, "latencies_ms": [45.0, 50.0, 70.0]},
             ],
+            "reference_loop": race,
         },
+        "cpu_choices": choices,
         "accuracy": {
             "settings": {"images": None, "masks": None},
             "pairs": 3,
@@ -286,6 +358,12 @@ def test_report_writes_json_markdown_and_plots(tmp_path):
         assert title in text
     assert "a caveat" in text and "| realtime | onnxruntime | 192x144 |" in text
     assert "0.01 / 0.004" in text  # flicker, smoothing off / on
+    assert "1.0 / 1.0 (0.5 CPU)" in text and "| 1.0 / 1.0 |" in text  # CPU-ms only where measured
+    assert "| file to file, fps | 40 | 80 | 0.5 | >= 1.5 |" in text
+    assert "| file to file, CPU-ms per frame | 30 | 20 | 1.5 | <= 0.67 |" in text
+    assert "| 30 fps | 2 | off | 9 | 12 | 17 | 50 |" in text
+    assert all(f"| {preset} | 4 |" in text for preset in cpu_choices.PRESETS)
+    assert "| ultrafast | auto | 3 | 2 |" in text
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["meta"]["system"]["cpu"] == "Test CPU"
     for plot in ("model_latency", "pipeline_fps", "pipeline_latency", "accuracy", "flicker", "training"):
@@ -304,7 +382,8 @@ def test_quick_mode_on_tiny_generated_input(tmp_path, data_root, reference_onnx)
     result = CliRunner().invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     results = json.loads((out / "results.json").read_text())
-    assert set(results) >= {"meta", "model", "pipeline", "accuracy", "temporal", "training", "reference"}
+    assert set(results) >= {"meta", "model", "pipeline", "cpu_choices", "accuracy", "temporal", "training"}
+    assert "reference" in results and "reference_loop" not in results["pipeline"]  # no shared models
     assert results["meta"]["quick"] and results["meta"]["system"]["libraries"]["torch"]
     assert {r["backend"] for r in results["model"]["rows"]} >= {
         "torch-cpu",
@@ -338,6 +417,59 @@ def test_the_suite_on_a_fresh_clone_runs_what_it_can_and_names_what_it_skipped(t
     results = json.loads((out / "results.json").read_text())
     assert {"model", "pipeline", "training"} <= set(results) and "accuracy" not in results
     skipped = [line for line in result.output.splitlines() if line.startswith("skipped ")]
-    assert [line.split(":")[0] for line in skipped] == ["skipped accuracy", "skipped temporal"]
-    assert all("--data-root" in line for line in skipped)
+    names = [line.split(":")[0] for line in skipped]
+    assert names == ["skipped accuracy", "skipped temporal", "skipped reference-loop"]
+    assert all("--data-root" in line for line in skipped[:2]) and "--references" in skipped[2]
     assert any("Skipped accuracy" in note for note in results["meta"]["notes"])
+
+
+# --- ours against the reference loop, and the CPU choices -------------------------------------------
+
+
+def test_the_reference_loop_is_skipped_with_a_reason_without_its_model(tmp_path, references_dir):
+    ctx = Context(out=tmp_path, data_root=tmp_path)
+    reason = skipped_parts(ctx, tmp_path / "no-references")["reference-loop"]
+    assert "mediapipe_selfie.onnx" in reason and "--references" in reason
+    assert "reference-loop" not in skipped_parts(ctx, references_dir)
+
+
+def test_ours_races_the_reference_loop_on_a_tiny_clip(tmp_path, references_dir):
+    ctx = Context(out=tmp_path, threads=1, progress=False)
+    settings = pipeline_speed.PipelineSettings(
+        resolutions=["64x48"], references=str(references_dir), race_frames=6, race_repeats=1
+    )
+    race = pipeline_speed.race_reference(ctx, settings)
+    assert set(race["ratios"]) == {
+        "file_fps",
+        "file_cpu_ms_per_frame",
+        "startup_wall_s",
+        "live_cpu_percent",
+        "live_steady_cpu_percent",
+    }
+    assert all(value is None or value > 0 for value in race["ratios"].values())
+    assert race["frames"] == 6 and len(race["runs"]) == 6  # start-up, file, live for each side
+    for mode in ("startup", "file", "live"):
+        for side in ("ours", "reference"):
+            assert race["summary"][mode][side]["cpu_ms_per_frame"] > 0
+    assert [r["side"] for r in race["runs"][:2]] == ["ours", "reference"]  # alternated
+    assert (tmp_path / ".scratch" / "race" / "race-reference-file.mp4").stat().st_size > 0
+
+
+def test_the_x264_table_has_a_row_per_preset(tmp_path):
+    from deepbg_live.capture import Frame
+
+    ctx = Context(out=tmp_path, progress=False)
+    frames = [Frame(person(10 + 3 * t)[0], t, 0.0, t / 30) for t in range(6)]
+    rows = cpu_choices.x264_rows(ctx, frames, 30.0, (64, 48))
+    assert [row["preset"] for row in rows] == list(cpu_choices.PRESETS)
+    assert all(row["cpu_ms_per_frame"] > 0 and row["bytes"] > 0 for row in rows)
+    assert all(25 < row["psnr_y_db"] < 80 for row in rows)  # a lossy copy, close to the original
+    threads = cpu_choices.x264_thread_rows(ctx, frames, 30.0)
+    assert [(r["preset"], r["threads"]) for r in threads] == [
+        (p, t) for p in cpu_choices.PRODUCT_PRESETS for t in (1, "auto")
+    ]
+
+
+def test_model_cost_paced_counts_the_idle_window():
+    cost = cpu_choices.model_cost(lambda: None, frames=3, paced=True, warmup=0)
+    assert cost["frames"] == 3 and cost["cpu_percent"] < 50  # the calls are free; the waits are idle

@@ -129,6 +129,20 @@ def test_export_to_memory_gives_dynamic_sizes(weights):
     assert session.get_modelmeta().custom_metadata_map["long_side"] == str(CONFIGS["realtime"].long_side)
 
 
+def test_the_long_side_can_change_between_frames(ort_segmenter, frame):
+    # The live quality controller lowers it while a camera runs; the ONNX model takes any size.
+    full = ort_segmenter.long_side
+    try:
+        ort_segmenter.long_side = 112
+        assert ort_segmenter(frame).shape == (84, 112)
+        with pytest.raises(UserError, match="too small"):
+            ort_segmenter.long_side = 8
+        assert ort_segmenter.long_side == 112
+    finally:
+        ort_segmenter.long_side = full
+    assert ort_segmenter(frame).shape == long_side_size(640, 480, full)[::-1]
+
+
 def test_explicit_long_side_overrides_the_config(weights, frame):
     segmenter = Segmenter(weights, device="cpu", long_side=128, backend="torch-cpu")
     assert segmenter(frame).shape == (96, 128)

@@ -92,6 +92,18 @@ def test_stats_report_every_stage_and_the_latency(tmp_path, segmenter):
     assert summary["fps"] > 0
 
 
+def test_stats_report_each_stages_cpu_time_apart_from_its_wall_time(tmp_path, segmenter, monkeypatch):
+    clip = make_clip(tmp_path / "c.mp4", frames=5, size=(160, 120), audio=False)
+    infer = segmenter.infer
+    monkeypatch.setattr(segmenter, "infer", lambda batch: (time.sleep(0.05), infer(batch))[1])
+    with open_source(input=clip) as source:
+        summary = Pipeline(segmenter, ColorBackground(), [Recorder()]).run(source).summary()
+    for stage in ("preprocess", "inference", "smoothing", "refine", "composite", "output"):
+        assert summary[f"{stage}_cpu_p50_ms"] >= 0
+    # a thread that sleeps uses no CPU: contention or waiting shows in wall time only
+    assert summary["inference_p50_ms"] >= 50 > 10 > summary["inference_cpu_p50_ms"]
+
+
 def test_a_slow_output_makes_a_live_source_drop_frames_instead_of_lagging(tmp_path, segmenter):
     clip = make_clip(tmp_path / "c.mp4", frames=45, size=(160, 120), fps=30, audio=False)
 

@@ -76,6 +76,12 @@ def _over_checkerboard(bgra: np.ndarray) -> np.ndarray:
     return cv2.add(fg, bg)
 
 
+def overlay_text(fps: float, latency_ms: float, quality: str | None = None) -> str:
+    """The overlay's line: frame rate, latency and, when the live quality adapts, its level."""
+    text = f"{fps:5.1f} fps  {latency_ms:5.0f} ms"
+    return f"{text}  {quality}" if quality else text
+
+
 class PreviewWindow(SinkBase):
     """An OpenCV window with an FPS/latency overlay and single-key controls (see ``hotkeys.KEYS``)."""
 
@@ -86,6 +92,7 @@ class PreviewWindow(SinkBase):
         self.show_stats = show_stats
         self._fps: float | None = None
         self._latency: float | None = None
+        self._quality: str | None = None
         self._actions: deque[Action] = deque()
         self._shown = False
         self._polled_since_show = True
@@ -95,11 +102,15 @@ class PreviewWindow(SinkBase):
     def set_stats(self, fps: float, latency_ms: float) -> None:
         self._fps, self._latency = fps, latency_ms
 
+    def set_quality(self, quality: str) -> None:
+        """The live quality level the overlay shows, e.g. "q 75%"; the quality controller sets it on each change."""
+        self._quality = quality
+
     def _overlay(self, image: np.ndarray) -> np.ndarray:
         if not self.show_stats or self._fps is None:
             return image
         image = image.copy()
-        text = f"{self._fps:5.1f} fps  {self._latency or 0:5.0f} ms"
+        text = overlay_text(self._fps, self._latency or 0.0, self._quality)
         scale = max(0.5, image.shape[0] / 720)
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
         cv2.rectangle(image, (0, 0), (tw + 16, th + base + 16), (0, 0, 0), -1)
