@@ -62,7 +62,10 @@ class GracefulShutdown:
     def __enter__(self) -> GracefulShutdown:
         if threading.current_thread() is threading.main_thread():
             for signum in self.signals:
-                self._previous[signum] = signal.signal(signum, self._on_signal)
+                # An ignored signal was the user's choice (`nohup` ignores SIGHUP so that a closed
+                # terminal leaves the job running): keep it ignored.
+                if signal.getsignal(signum) is not signal.SIG_IGN:
+                    self._previous[signum] = signal.signal(signum, self._on_signal)
         return self
 
     def __exit__(self, *exc: object) -> None:

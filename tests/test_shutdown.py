@@ -39,6 +39,19 @@ def test_a_stop_signal_unwinds_like_ctrl_c_and_the_previous_handler_comes_back(s
     assert signal.getsignal(sig) is before
 
 
+def test_a_signal_the_user_ignored_stays_ignored_as_under_nohup() -> None:
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with GracefulShutdown() as shutdown:
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+            os.kill(os.getpid(), signal.SIGHUP)
+            time.sleep(0.05)
+        assert not shutdown.requested, "a closed terminal must not stop a job started with nohup"
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
 @pytest.mark.parametrize("sig", STOP_SIGNALS)
 def test_while_polling_a_signal_only_sets_the_flag(sig: signal.Signals) -> None:
     with GracefulShutdown() as shutdown, shutdown.polling() as stop:
