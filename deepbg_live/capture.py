@@ -187,10 +187,13 @@ def _camera_backends(camera: int | str) -> list[int]:
     return [cv2.CAP_ANY]
 
 
-def _camera_hint() -> str:
+def _camera_hint(camera: int | str) -> str:
+    """What to try instead of ``camera``: the devices present on Linux, else another index."""
     found = sorted(glob.glob("/dev/video*")) if sys.platform.startswith("linux") else []
-    listed = f" (devices present: {', '.join(found)})" if found else ""
-    return f"try --camera 0{listed} / check it isn't in use by another app"
+    if found:
+        return f"the devices present are {', '.join(found)}; check it isn't in use by another app"
+    other = "--camera 1" if camera == 0 else "--camera 0"
+    return f"try {other}, and check it is plugged in, allowed and not in use by another app"
 
 
 class CameraSource(Source):
@@ -223,7 +226,7 @@ class CameraSource(Source):
         finally:
             cv2.utils.logging.setLogLevel(level)
         raise UserError(
-            f"camera {self.camera} could not be opened: no such device or no permission; {_camera_hint()}"
+            f"camera {self.camera} could not be opened: no such device or no permission; {_camera_hint(self.camera)}"
         )
 
     def _read_first(self) -> np.ndarray:
@@ -232,7 +235,7 @@ class CameraSource(Source):
             if ok and image is not None and image.size:
                 return image
         self._cap.release()
-        raise UserError(f"camera {self.camera} could not be opened: it delivered no frames; {_camera_hint()}")
+        raise UserError(f"camera {self.camera} could not be opened: it delivered no frames; {_camera_hint(self.camera)}")
 
     def _frames(self) -> Iterator[Frame]:
         image, failures, index = self._first, 0, 0

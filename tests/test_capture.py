@@ -345,3 +345,10 @@ def test_camera_frames_are_live_without_pts_and_a_lost_camera_is_a_user_error(
 def test_camera_and_input_together_is_a_user_error(clip: Path) -> None:
     with pytest.raises(UserError, match="either"):
         open_source(camera=0, input=clip)
+
+
+def test_a_missing_camera_is_never_told_to_try_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("glob.glob", lambda pattern: [])  # a machine with no video devices at all
+    with pytest.raises(UserError) as error:
+        open_source(camera=0)
+    assert "try --camera 1" in str(error.value) and "--camera 0" not in str(error.value)
