@@ -237,7 +237,10 @@ def test_the_last_level_switches_to_the_cheaper_model(tmp_path) -> None:
     quality = QualityController(CLIP_FPS, AdaptiveConfig(LADDER_WITH_FALLBACK, down_after=0.2, up_after=30))
     run_live(clip, runtime, quality, fallback=fallback)
     assert quality.level == Level(0.5, cheaper=True)
-    assert set(fallback.sides) == {64} and 80 in runtime.sides
+    # the frame being shrunk for the last full-model level when the switch came may reach the
+    # fallback at that size (any model takes any size); every later one is shrunk for the fallback
+    assert fallback.sides[0] in (64, 80) and set(fallback.sides[1:]) == {64}
+    assert 80 in runtime.sides
 
 
 def test_a_file_source_never_changes_the_level(tmp_path) -> None:
