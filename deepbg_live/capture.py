@@ -235,7 +235,9 @@ class CameraSource(Source):
             if ok and image is not None and image.size:
                 return image
         self._cap.release()
-        raise UserError(f"camera {self.camera} could not be opened: it delivered no frames; {_camera_hint(self.camera)}")
+        raise UserError(
+            f"camera {self.camera} could not be opened: it delivered no frames; {_camera_hint(self.camera)}"
+        )
 
     def _frames(self) -> Iterator[Frame]:
         image, failures, index = self._first, 0, 0

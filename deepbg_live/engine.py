@@ -149,7 +149,7 @@ class SegmentStream:
             return self.segmenter.infer(batch)
         prior = self.memory.prior_for(frame_bgr, (batch.shape[-1], batch.shape[-2]))
         prob = self.segmenter.infer(batch, prior)
-        self.memory.remember(frame_bgr, prob)
+        self.memory.remember(prob)
         return prob
 
     def __call__(self, frame_bgr: np.ndarray) -> np.ndarray:

@@ -33,11 +33,11 @@ def with_prior(batch: np.ndarray, prior: np.ndarray) -> np.ndarray:
 
 
 class PreviousMask:
-    """One stream's memory: the last probability, and a thumbnail of its frame to notice cuts.
+    """One stream's memory: the last probability, and a thumbnail of the last frame to notice cuts.
 
-    ``prior_for(frame, size)`` gives the channel for the next frame at the model's input size;
-    ``remember(frame, probability)`` stores the model's answer for it. ``reset()`` forgets, for a
-    new source; a cut or a change of size forgets by itself.
+    For each frame, ``prior_for(frame, size)`` gives the channel at the model's input size, and
+    ``remember(probability)`` then stores the model's answer for that frame. ``reset()`` forgets,
+    for a new source; a cut or a change of size forgets by itself.
     """
 
     def __init__(self, cut_threshold: float = CUT_THRESHOLD):
@@ -51,19 +51,22 @@ class PreviousMask:
     def prior_for(self, frame_bgr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         """The previous-mask channel for ``frame_bgr`` at the model input ``size`` ``(w, h)``."""
         width, height = size
-        if self._probability is None or self._is_cut(frame_bgr):
+        thumbnail = _thumbnail(frame_bgr)  # once per frame: kept to compare the next frame with
+        cut = self._thumbnail is not None and self._changed(thumbnail)
+        self._thumbnail = thumbnail
+        if self._probability is None or cut:
+            self._probability = None
             return neutral_prior(height, width)
         if self._probability.shape != (height, width):  # the adaptive controller changed the input size
             return cv2.resize(self._probability, (width, height), interpolation=cv2.INTER_LINEAR)
         return self._probability
 
-    def remember(self, frame_bgr: np.ndarray, probability: np.ndarray) -> None:
+    def remember(self, probability: np.ndarray) -> None:
+        """The model's answer for the frame last given to ``prior_for``."""
         self._probability = probability
-        self._thumbnail = _thumbnail(frame_bgr)
 
-    def _is_cut(self, frame_bgr: np.ndarray) -> bool:
-        change = cv2.absdiff(_thumbnail(frame_bgr), self._thumbnail)
-        return float(change.mean()) > self.cut_threshold
+    def _changed(self, thumbnail: np.ndarray) -> bool:
+        return float(cv2.absdiff(thumbnail, self._thumbnail).mean()) > self.cut_threshold
 
 
 def _thumbnail(frame_bgr: np.ndarray) -> np.ndarray:

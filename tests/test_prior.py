@@ -26,19 +26,22 @@ def test_a_new_stream_gets_the_neutral_channel():
 
 def test_the_next_frame_gets_the_last_answer():
     memory = PreviousMask()
-    memory.remember(frame(40), probability(0.9))
+    memory.prior_for(frame(40), (32, 24))
+    memory.remember(probability(0.9))
     assert np.all(memory.prior_for(frame(42), (32, 24)) == np.float32(0.9))
 
 
 def test_a_cut_to_another_picture_gets_the_neutral_channel():
     memory = PreviousMask()
-    memory.remember(frame(40), probability(0.9))
+    memory.prior_for(frame(40), (32, 24))
+    memory.remember(probability(0.9))
     assert np.all(memory.prior_for(frame(200), (32, 24)) == NEUTRAL)
 
 
 def test_reset_forgets_the_stream():
     memory = PreviousMask()
-    memory.remember(frame(40), probability(0.9))
+    memory.prior_for(frame(40), (32, 24))
+    memory.remember(probability(0.9))
     memory.reset()
     assert np.all(memory.prior_for(frame(40), (32, 24)) == NEUTRAL)
 
@@ -47,7 +50,8 @@ def test_a_new_input_size_gets_the_last_answer_resized():
     memory = PreviousMask()
     answer = probability(0.1)
     answer[:, 16:] = 0.9
-    memory.remember(frame(40), answer)
+    memory.prior_for(frame(40), (32, 24))
+    memory.remember(answer)
     prior = memory.prior_for(frame(40), (16, 12))
     assert prior.shape == (12, 16)
     assert prior[:, :6].max() < 0.2 and prior[:, 10:].min() > 0.8
