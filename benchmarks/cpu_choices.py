@@ -24,7 +24,7 @@ import numpy as np
 from benchmarks.context import Context
 from benchmarks.pipeline_speed import FPS, PipelineSettings, prepare_clip
 from benchmarks.reference import LATENCY_THREADS
-from benchmarks.timing import summarise
+from benchmarks.timing import ResourceMeter, summarise
 
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster")
 PRODUCT_PRESETS = ("ultrafast", "superfast")  # VideoFileSink's live and file defaults
@@ -66,20 +66,20 @@ def model_cost(infer, frames: int, paced: bool, warmup: int = 3) -> dict:
         infer()
     interval = 1.0 / FPS if paced else 0.0
     samples = []
-    cpu_start, start = time.process_time(), time.perf_counter()
-    for i in range(frames):
-        time.sleep(max(0.0, start + i * interval - time.perf_counter()))
-        called = time.perf_counter()
-        infer()
-        samples.append((time.perf_counter() - called) * 1000)
-    time.sleep(max(0.0, start + frames * interval - time.perf_counter()))
-    cpu, wall = time.process_time() - cpu_start, time.perf_counter() - start
+    with ResourceMeter() as meter:
+        start = time.perf_counter()
+        for i in range(frames):
+            time.sleep(max(0.0, start + i * interval - time.perf_counter()))
+            called = time.perf_counter()
+            infer()
+            samples.append((time.perf_counter() - called) * 1000)
+        time.sleep(max(0.0, start + frames * interval - time.perf_counter()))
     stats = summarise(samples)
     return {
         "wall_p50_ms": stats["p50_ms"],
         "wall_p95_ms": stats["p95_ms"],
-        "cpu_ms_per_frame": 1000 * cpu / frames,
-        "cpu_percent": 100 * cpu / wall,
+        "cpu_ms_per_frame": 1000 * meter.usage.cpu_s / frames,
+        "cpu_percent": meter.usage.cpu_percent,
         "frames": frames,
     }
 
@@ -105,16 +105,14 @@ def encode_cost(frames: list, fps: float, size: tuple[int, int], preset: str, pa
     """The sink's whole cost per frame (colour conversion, x264, muxing), its bitrate and quality."""
     from deepbg_live.outputs import VideoFileSink
 
-    cpu_start, start = time.process_time(), time.perf_counter()
-    with VideoFileSink(path, fps, size, preset=preset, crf=CRF) as sink:
+    with ResourceMeter() as meter, VideoFileSink(path, fps, size, preset=preset, crf=CRF) as sink:
         for frame in frames:
             sink.write(frame, frame.image, None)
-    cpu, wall = time.process_time() - cpu_start, time.perf_counter() - start
     size_bytes = path.stat().st_size
     return {
         "preset": preset,
-        "cpu_ms_per_frame": 1000 * cpu / len(frames),
-        "wall_ms_per_frame": 1000 * wall / len(frames),
+        "cpu_ms_per_frame": 1000 * meter.usage.cpu_s / len(frames),
+        "wall_ms_per_frame": 1000 * meter.usage.wall_s / len(frames),
         "kbit_s": size_bytes * 8 / 1000 / (len(frames) / fps),
         "bytes": size_bytes,
         "psnr_y_db": luma_psnr(path, [f.image for f in frames]),
@@ -142,8 +140,7 @@ def x264_threads_cost(frames: list, fps: float, preset: str, threads: int, path:
     """
     height, width = frames[0].image.shape[:2]
     pictures = [cv2.cvtColor(f.image, cv2.COLOR_BGR2YUV_I420) for f in frames]  # outside the timing
-    cpu_start, start = time.process_time(), time.perf_counter()
-    with av.open(str(path), "w") as out:
+    with ResourceMeter() as meter, av.open(str(path), "w") as out:
         stream = out.add_stream("libx264", rate=round(fps))
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.codec_context.gop_size = round(fps)  # the sink's keyframe a second
@@ -154,12 +151,11 @@ def x264_threads_cost(frames: list, fps: float, preset: str, threads: int, path:
             frame.pts = i
             out.mux(stream.encode(frame))
         out.mux(stream.encode())
-    cpu, wall = time.process_time() - cpu_start, time.perf_counter() - start
     return {
         "preset": preset,
         "threads": threads or "auto",
-        "cpu_ms_per_frame": 1000 * cpu / len(frames),
-        "wall_ms_per_frame": 1000 * wall / len(frames),
+        "cpu_ms_per_frame": 1000 * meter.usage.cpu_s / len(frames),
+        "wall_ms_per_frame": 1000 * meter.usage.wall_s / len(frames),
     }
 
 

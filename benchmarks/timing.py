@@ -85,6 +85,7 @@ def current_peak_rss_mb() -> float:
 @dataclass
 class Usage:
     wall_s: float = 0.0
+    cpu_s: float = 0.0  # user + system, every thread of this process
     cpu_percent: float = 0.0  # 100 = one core fully busy
     peak_rss_mb: float = 0.0
     peak_is_process_lifetime: bool = False  # True when the peak could not be reset for this block
@@ -109,6 +110,7 @@ class ResourceMeter:
         cpu = time.process_time() - self._cpu
         self.usage = Usage(
             wall_s=wall,
+            cpu_s=cpu,
             cpu_percent=100.0 * cpu / wall if wall > 0 else 0.0,
             peak_rss_mb=current_peak_rss_mb(),
             peak_is_process_lifetime=not self._reset,
