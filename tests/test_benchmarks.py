@@ -42,15 +42,19 @@ def person(left: int, size: tuple[int, int] = (64, 48), seed: int = 0) -> tuple[
     return image, mask
 
 
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    """The shared layout in miniature: 11 photos (2 in the validation split) and a 6-frame clip."""
-    root = tmp_path_factory.mktemp("data")
-    for i in range(11):
+def miniature_data(root: Path, photos: int, clip_frames: int) -> Path:
+    """The shared layout in miniature: ``photos`` portraits (every tenth validates) and a DAVIS clip."""
+    for i in range(photos):
         write_pair(root / "portraits-tiny", f"p{i:02d}", *person(10 + 2 * i, seed=i))
-    for t in range(6):
+    for t in range(clip_frames):
         write_pair(root / "video-davis" / "lucia", f"{t:05d}", *person(15 + 3 * t, seed=100 + t))
     return root
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    """11 photos (2 in the validation split) and a 6-frame clip."""
+    return miniature_data(tmp_path_factory.mktemp("data"), photos=11, clip_frames=6)
 
 
 class NhwcTwoClass(nn.Module):

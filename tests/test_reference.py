@@ -21,7 +21,7 @@ from benchmarks import accuracy, reference, report, temporal
 from benchmarks.__main__ import main
 from benchmarks.context import Context
 from evaluation.accuracy import prob_at
-from tests.test_benchmarks import person, write_pair
+from tests.test_benchmarks import miniature_data, write_pair
 
 SHARED = {settings.label: settings for settings in reference.SHARED_REFERENCES}
 REAL_REFERENCES = Path(__file__).resolve().parents[2] / "shared" / "reference-models"
@@ -147,12 +147,7 @@ def test_missing_reference_files_are_skipped_with_one_note(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory) -> Path:
     """Three photos (one in the validation split) and a 5-frame clip."""
-    root = tmp_path_factory.mktemp("data")
-    for i in range(3):
-        write_pair(root / "portraits-tiny", f"p{i:02d}", *person(10 + 2 * i, seed=i))
-    for t in range(5):
-        write_pair(root / "video-davis" / "lucia", f"{t:05d}", *person(15 + 3 * t, seed=100 + t))
-    return root
+    return miniature_data(tmp_path_factory.mktemp("data"), photos=3, clip_frames=5)
 
 
 def test_reference_command_puts_ours_beside_every_shared_model(tmp_path, tiny_data, tiny_references):
