@@ -133,24 +133,16 @@ def luma_psnr(path: Path, originals: list[np.ndarray]) -> float:
 
 
 def x264_threads_cost(frames: list, fps: float, preset: str, threads: int, path: Path) -> dict:
-    """x264 alone at ``threads`` (0: its own choice, 1.5x the cores), as the sink sets it up otherwise.
+    """The sink's cost per frame with x264 on ``threads`` (0: x264's own count, 1.5x the cores)."""
+    from deepbg_live.outputs import VideoFileSink
 
-    PyAV directly, because ``VideoFileSink`` takes no thread count; the conversion to I420 is the
-    sink's (cv2), and the pictures are the same.
-    """
-    height, width = frames[0].image.shape[:2]
-    pictures = [cv2.cvtColor(f.image, cv2.COLOR_BGR2YUV_I420) for f in frames]  # outside the timing
-    with ResourceMeter() as meter, av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=round(fps))
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.codec_context.gop_size = round(fps)  # the sink's keyframe a second
-        stream.codec_context.thread_count = threads
-        stream.options = {"preset": preset, "crf": str(CRF)}
-        for i, picture in enumerate(pictures):
-            frame = av.VideoFrame.from_ndarray(picture, format="yuv420p")
-            frame.pts = i
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode())
+    size = frames[0].image.shape[1::-1]
+    with (
+        ResourceMeter() as meter,
+        VideoFileSink(path, fps, size, preset=preset, crf=CRF, threads=threads) as sink,
+    ):
+        for frame in frames:
+            sink.write(frame, frame.image, None)
     return {
         "preset": preset,
         "threads": threads or "auto",

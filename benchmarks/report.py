@@ -263,7 +263,10 @@ def cpu_choices_section(data: dict) -> str:
             [r["preset"], r["threads"], r["cpu_ms_per_frame"], r["wall_ms_per_frame"]]
             for r in data["x264_threads"]
         ]
-        text += "\nx264 alone (I420 in), by thread count ('auto': x264's own, 1.5x the cores):\n\n"
+        text += (
+            "\nThe same sink by x264 thread count ('auto': x264's own, 1.5x the cores; deepbg-live uses 1 "
+            "live and x264's own for files):\n\n"
+        )
         text += table(["preset", "threads", "CPU-ms / frame", "wall ms / frame"], threads)
     return text
 

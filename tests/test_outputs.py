@@ -204,6 +204,28 @@ def test_live_video_timestamps_follow_the_capture_clock_so_dropped_frames_keep_r
     assert info.frames == 5 and info.duration == pytest.approx(1.0, abs=0.01)
 
 
+def x264_settings(path: Path) -> str:
+    """The option string x264 writes into every H.264 stream it makes (an SEI message)."""
+    data = path.read_bytes()
+    start = data.index(b"x264 - core")
+    return data[start : data.index(b"\x00", start)].decode("ascii", "replace")
+
+
+@pytest.mark.parametrize(
+    ("live", "threads", "expected"),
+    [(True, None, "threads=1"), (False, 2, "threads=2"), (True, 3, "threads=3")],
+)
+def test_a_live_video_encodes_on_one_x264_thread_unless_told_otherwise(
+    tmp_path: Path, live: bool, threads: int | None, expected: str
+) -> None:
+    out = tmp_path / "threads.mp4"
+    image = np.zeros((240, 320, 3), np.uint8)  # x264 clamps the threads of a smaller picture to one
+    with VideoFileSink(out, 30, (320, 240), live=live, threads=threads) as sink:
+        for i in range(3):
+            sink.write(Frame(image, i, i / 30, None), image, None)
+    assert f" {expected} " in x264_settings(out)
+
+
 def test_odd_frame_sizes_are_encoded_by_dropping_the_odd_row_and_column(tmp_path: Path) -> None:
     out = tmp_path / "odd.mp4"
     sink = VideoFileSink(out, 25, (65, 49))

@@ -57,6 +57,11 @@ VP9_ALPHA = VideoFormat("libvpx-vp9", "yuva420p", _VP9_OPTIONS, alpha=True)
 # against 54 MB in QuickTime Animation (qtrle), which also reached 318 MB for 10 s of a noisy camera.
 PRORES_4444 = VideoFormat("prores_ks", "yuva444p10le", (("profile", "4444"),), alpha=True)
 
+# A live job's x264 runs on one thread: it never cost more CPU than x264's own count (1.5x the
+# cores) and each extra frame thread delays the output by a frame. Files keep x264's own count,
+# which can use idle cores (measured by ``python -m benchmarks cpu-choices``).
+LIVE_X264_THREADS = 1
+
 
 KEYFRAME_SECONDS = 1.0  # a keyframe, so a fragment or cluster, this often: what a crash can cost at most
 
@@ -137,11 +142,14 @@ def _add_video(
     preset: str | None,
     crf: int | None = None,
     keyframe_every: int | None = None,
+    threads: int | None = None,
 ) -> av.VideoStream:
     stream = out.add_stream(fmt.codec, rate=rate)
     stream.width, stream.height, stream.pix_fmt = size[0], size[1], fmt.pixel_format
     if keyframe_every is not None:
         stream.codec_context.gop_size = keyframe_every
+    if threads is not None:
+        stream.codec_context.thread_count = threads
     options = dict(fmt.options)
     if fmt is H264:
         options.update({"preset": preset} if preset else {})
@@ -163,6 +171,9 @@ class VideoFileSink(SinkBase):
     The file is written as ``NAME.partial.EXT`` and renamed to ``path`` by ``close()``; a failed job
     (``abandon()``, or a write error, raised as WriteFailed) keeps it under the partial name, cut
     back to its last whole fragment, and leaves any existing file at ``path`` as it was.
+
+    ``threads`` is the encoder's thread count: None gives a live job ``LIVE_X264_THREADS`` and a
+    file the encoder's own choice; 0 always means the encoder's own choice.
     """
 
     def __init__(
@@ -176,6 +187,7 @@ class VideoFileSink(SinkBase):
         live: bool = False,
         preset: str | None = None,
         crf: int = 23,
+        threads: int | None = None,
     ):
         self.path = Path(path)
         self.transparent = transparent
@@ -191,7 +203,10 @@ class VideoFileSink(SinkBase):
             self._out = av.open(
                 self.file, "w", format=self.container.muxer, options=dict(self.container.muxer_options)
             )
-            self._video = self._add_video(fmt, preset or ("ultrafast" if live else "superfast"), crf)
+            preset = preset or ("ultrafast" if live else "superfast")
+            if threads is None and live:
+                threads = LIVE_X264_THREADS
+            self._video = self._add_video(fmt, preset, crf, threads)
             self._audio = self._audio_copier(audio_from, self.container) if audio_from else None
         except BaseException:
             self.file.discard()
@@ -207,13 +222,13 @@ class VideoFileSink(SinkBase):
             log.warning("%s: could not carry the audio over (%s); the output has no sound", source, exc)
             return None
 
-    def _add_video(self, fmt: VideoFormat, preset: str, crf: int) -> av.VideoStream:
+    def _add_video(self, fmt: VideoFormat, preset: str, crf: int, threads: int | None) -> av.VideoStream:
         w, h = self.size
         if fmt.pixel_format.startswith("yuv"):  # 4:2:0 needs even dimensions; drop the odd last row/column
             w, h = w - w % 2, h - h % 2
         self._enc_size = (w, h)
         keyframe_every = max(1, round(self.rate * KEYFRAME_SECONDS))
-        stream = _add_video(self._out, fmt, (w, h), self.rate, preset, crf, keyframe_every)
+        stream = _add_video(self._out, fmt, (w, h), self.rate, preset, crf, keyframe_every, threads)
         if fmt.pixel_format == "yuva420p":
             # tells WebM readers (browsers, libvpx) to use the alpha plane
             stream.metadata["alpha_mode"] = "1"
