@@ -85,6 +85,7 @@ def measure(command: list[str]) -> dict:
         "fps": frames / run.wall_s,
         "cpu_ms_per_frame": 1000 * run.cpu_s / frames,
         "cpu_percent": 100 * run.cpu_s / run.wall_s,
+        "peak_rss_mb": run.peak_rss_mb,
     }
 
 
@@ -125,7 +126,7 @@ def run(race: Race) -> dict:
 
 def median_of(runs: list[dict], side: str, mode: str) -> dict:
     rows = [r for r in runs if r["side"] == side and r["mode"] == mode]
-    keys = ("frames", "dropped", "wall_s", "cpu_s", "fps", "cpu_ms_per_frame", "cpu_percent")
+    keys = ("frames", "dropped", "wall_s", "cpu_s", "fps", "cpu_ms_per_frame", "cpu_percent", "peak_rss_mb")
     return {key: statistics.median(r[key] for r in rows) for key in keys}
 
 

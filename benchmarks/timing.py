@@ -8,9 +8,10 @@ from the kernel's accounting when it is reaped (``os.wait4``).
 
 from __future__ import annotations
 
-import os
+import json
 import resource
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 _STATUS = Path("/proc/self/status")
+_LAUNCHER = Path(__file__).with_name("launch.py")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 
 
@@ -119,14 +121,11 @@ class ResourceMeter:
 
 @dataclass(frozen=True)
 class ChildRun:
-    """One child process, start-up included: wall and CPU seconds, and what it printed.
-
-    No peak memory: Linux carries the parent's high-water mark into a forked child's ``ru_maxrss``,
-    so a child of a large benchmark process would report the parent's peak.
-    """
+    """One child process, start-up included: wall and CPU seconds, peak memory, and what it printed."""
 
     wall_s: float
     cpu_s: float  # user + system, every thread of the child
+    peak_rss_mb: float  # the child's own high-water mark of resident memory
     returncode: int
     stderr: str
 
@@ -134,20 +133,17 @@ class ChildRun:
 def run_child(command: Sequence[str], env: dict[str, str] | None = None) -> ChildRun:
     """Run ``command`` to its end and time it as a user would: from launch to exit.
 
-    The child is reaped with ``os.wait4``, which returns its own resource usage, so nothing else
-    this process does (other threads, earlier children) is counted. Linux and macOS.
+    ``launch.py`` starts it and reaps it with ``os.wait4``, which returns the child's own resource
+    use, so nothing else this process does (other threads, earlier children) is counted, and its
+    peak memory is not this process's (see ``launch.py``). Linux and macOS.
     """
-    with tempfile.TemporaryFile() as errors:
-        started = time.perf_counter()
-        child = subprocess.Popen(list(command), stdout=subprocess.DEVNULL, stderr=errors, env=env)
-        _, status, usage = os.wait4(child.pid, 0)
-        wall = time.perf_counter() - started
-        child.returncode = os.waitstatus_to_exitcode(status)  # reaped here, so Popen must not wait again
-        errors.seek(0)
-        text = errors.read().decode(errors="replace")
-    return ChildRun(
-        wall_s=wall,
-        cpu_s=usage.ru_utime + usage.ru_stime,
-        returncode=child.returncode,
-        stderr=text,
-    )
+    with tempfile.TemporaryDirectory() as folder:
+        result, errors = Path(folder) / "usage.json", Path(folder) / "stderr"
+        with errors.open("wb") as stderr:
+            launch = [sys.executable, str(_LAUNCHER), str(result), *command]
+            returncode = subprocess.run(launch, stdout=subprocess.DEVNULL, stderr=stderr, env=env).returncode
+        text = errors.read_bytes().decode(errors="replace")
+        usage = json.loads(result.read_text()) if result.exists() else None
+    if usage is None:
+        raise RuntimeError(f"the launcher exited {returncode} without a result: {text.strip()[-300:]}")
+    return ChildRun(usage["wall_s"], usage["cpu_s"], usage["peak_rss_mb"], usage["returncode"], text)

@@ -129,6 +129,19 @@ def test_run_child_counts_the_childs_own_cpu_and_keeps_what_it_printed():
     assert run.cpu_s > 0 and run.wall_s > 0
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux seeds a child's peak from its parent")
+def test_a_childs_peak_memory_is_its_own_not_the_benchmarks():
+    held = b"\x01" * 400_000_000  # resident: this process's peak is now over 400 MB
+    code = "x = b'1' * 60_000_000"
+    run = run_child([sys.executable, "-c", code])
+    assert len(held) and 60 <= run.peak_rss_mb < 200
+
+
+def test_run_child_says_when_the_command_cannot_start():
+    run = run_child(["/nonexistent/deepbg-benchmark-child"])
+    assert run.returncode == 127
+
+
 def test_conv_macs_by_hand():
     conv = nn.Conv2d(3, 8, 3, padding=1)
     x = torch.zeros(1, 3, 10, 10)
@@ -248,6 +261,7 @@ def fake_results() -> dict:
     stage_times = {f"{s}_p{q}_ms": 1.0 for s in ("decode", "capture", "inference") for q in (50, 95)}
     stage_times["inference_cpu_p50_ms"] = 0.5  # measured per stage thread; absent for decode
     side = {"fps": 40.0, "cpu_ms_per_frame": 30.0, "cpu_percent": 120.0, "wall_s": 1.5, "dropped": 0}
+    side["peak_rss_mb"] = 180.0
     race = {
         "resolution": "640x480",
         "frames": 90,
@@ -363,6 +377,7 @@ def test_report_writes_json_markdown_and_plots(tmp_path):
     assert "a caveat" in text and "| realtime | onnxruntime | 192x144 |" in text
     assert "0.01 / 0.004" in text  # flicker, smoothing off / on
     assert "1.0 / 1.0 (0.5 CPU)" in text and "| 1.0 / 1.0 |" in text  # CPU-ms only where measured
+    assert "| file to file, peak RSS MB | 180 | 180 | – | ours <= 250 |" in text
     assert "| file to file, fps | 40 | 80 | 0.5 | >= 1.5 |" in text
     assert "| file to file, CPU-ms per frame | 30 | 20 | 1.5 | <= 0.67 |" in text
     assert "| 30 fps | 2 | off | 9 | 12 | 17 | 50 |" in text
@@ -455,6 +470,7 @@ def test_ours_races_the_reference_loop_on_a_tiny_clip(tmp_path, references_dir):
     for mode in ("startup", "file", "live"):
         for side in ("ours", "reference"):
             assert race["summary"][mode][side]["cpu_ms_per_frame"] > 0
+            assert 20 < race["summary"][mode][side]["peak_rss_mb"] < 2000  # a Python process's own
     assert [r["side"] for r in race["runs"][:2]] == ["ours", "reference"]  # alternated
     assert (tmp_path / ".scratch" / "race" / "race-reference-file.mp4").stat().st_size > 0
 
