@@ -126,6 +126,16 @@ class Context:
             )
         return self._segmenters[key]
 
+    def live_segmenter(self):
+        """Our ``Segmenter`` as a live job opens it (``open_live_runtime``): one thread, no spinning."""
+        from deepbg_live.engine import Segmenter
+        from deepbg_live.runtimes import open_live_runtime
+
+        if "live" not in self._segmenters:
+            runtime = open_live_runtime(self.weights_path, precision=self.precision)
+            self._segmenters["live"] = Segmenter(runtime, flip_average=self.flip_average)
+        return self._segmenters["live"]
+
     def ours(self) -> Contender:
         """Our model as users get it on video and cameras: the ``Segmenter``, then the ``EdgeRefiner``.
 

@@ -149,7 +149,12 @@ def decode_times(clip: Path) -> list[float]:
 def run_once(
     clip: Path, resolution: str, live: bool, settings: PipelineSettings, ctx: Context, segmenter
 ) -> dict:
-    """One pass of the real ``Pipeline`` over ``clip``; its stage timings plus CPU and memory."""
+    """One pass of the real ``Pipeline`` over ``clip``; its stage timings plus CPU and memory.
+
+    A live pass is a live job's: the segmenter from ``Context.live_segmenter`` and the adaptive
+    quality ladder (without the fallback model, which only the shipped default has).
+    """
+    from deepbg_live.adaptive import LADDER, AdaptiveConfig, QualityController
     from deepbg_live.capture import open_source
     from deepbg_live.outputs import VideoFileSink
     from deepbg_live.pipeline import Pipeline
@@ -163,8 +168,9 @@ def run_once(
         segmenter, make_background(settings.background), [sink], TemporalSmoother(), EdgeRefiner()
     )
     # the sink is closed (its trailer written) inside the meter, as part of the run's cost
+    quality = QualityController(FPS, AdaptiveConfig(LADDER)) if live else None
     with open_source(input=str(clip), realtime=live) as source, ResourceMeter() as meter, sink:
-        stats = pipeline.run(source, progress=ctx.progress and not live)
+        stats = pipeline.run(source, progress=ctx.progress and not live, quality=quality)
     decode = summarise(decode_times(clip))
     return {
         "resolution": resolution,
@@ -177,6 +183,8 @@ def run_once(
         "peak_rss_is_process_lifetime": meter.usage.peak_is_process_lifetime,
         "wall_s": meter.usage.wall_s,
         "latencies_ms": [round(v, 2) for v in stats.latencies],
+        "lowest_quality": quality.lowest.label if quality else None,
+        "quality_changes": len(quality.changes) if quality else 0,
     }
 
 
@@ -234,7 +242,8 @@ def run(ctx: Context, settings: PipelineSettings | None = None) -> dict:
     for resolution, live in tqdm(jobs, desc="pipeline", disable=not ctx.progress):
         count = settings.live_frames if live else settings.frames
         clip = prepare_clip(resolution, count, settings, ctx)
-        rows.append(run_once(clip, resolution, live, settings, ctx, segmenter))
+        job_segmenter = ctx.live_segmenter() if live else segmenter
+        rows.append(run_once(clip, resolution, live, settings, ctx, job_segmenter))
     isolated = [
         isolated_costs(r, 30 if ctx.quick else 200, segmenter.long_side) for r in settings.resolutions
     ]

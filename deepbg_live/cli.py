@@ -18,7 +18,7 @@ from deepbg_live.errors import UserError, WriteFailed
 from deepbg_live.formats import IMAGE_EXTENSIONS
 from deepbg_live.image_header import MAX_PIXELS
 from deepbg_live.model_files import model_option_help, model_path
-from deepbg_live.runtimes import PRECISIONS, Device, Runtime, open_runtime
+from deepbg_live.runtimes import PRECISIONS, Device, Runtime, open_live_runtime, open_runtime
 from deepbg_live.shutdown import INTERRUPTED, GracefulShutdown
 
 # The pipeline's modules (OpenCV, PyAV, ONNX Runtime behind them) are imported in the functions
@@ -35,10 +35,6 @@ EXIT_USER_ERROR = 2  # refused before any work: a bad option, input or output; c
 MIN_SIDE, MAX_SIDE = 16, 16384  # --size: below 16 px nobody is recognisable; 16K is past any camera
 SIZE_RULE = f"use WIDTHxHEIGHT, each side {MIN_SIDE} to {MAX_SIDE}, for example 1280x720"
 MAX_FPS = 1000.0  # --fps and --vcam-fps: above this a frame rate is a typo
-# ONNX Runtime threads for a live job, whose goal is CPU-seconds, not wall time: the sample played at
-# 30 fps cost 3-25% more CPU per frame with 2 threads than with 1, spinning off, and 65-80% more
-# spinning on (2 AVX2 cores beside a training run, issue 17). With 1 thread nothing spins.
-LIVE_THREADS = 1
 FALLBACK_MODEL = "fast"  # the cheaper shipped model a live job on the default model falls back to, last
 
 
@@ -333,17 +329,11 @@ def run(opts: Options, shutdown: GracefulShutdown | None = None) -> None:
     window = opts.camera is not None if opts.window is None else opts.window
     check_job_paths(opts, window)  # before anything is opened, so no output can touch an input
     background = choose_background(opts.color, opts.image, opts.video, opts.blur)
-    # Opened before the input, so that a bad --model fails before a camera turns on. Live frames
-    # come paced: ONNX Runtime's idle threads would spin between them, burning CPU that a video call
-    # beside us needs (127% against 50% of a core, issue 17). File jobs want wall time: spin.
-    live = _live_job(opts)
-    runtime = open_runtime(
-        opts.model,
-        device=opts.device,
-        precision=opts.precision,
-        threads=LIVE_THREADS if live else None,
-        spinning=not live,
-    )
+    # Opened before the input, so that a bad --model fails before a camera turns on.
+    if _live_job(opts):
+        runtime = open_live_runtime(opts.model, device=opts.device, precision=opts.precision)
+    else:  # file jobs want wall time: all threads, spinning
+        runtime = open_runtime(opts.model, device=opts.device, precision=opts.precision)
     size = parse_size(opts.size)
     source = open_source(
         opts.camera,
@@ -418,7 +408,7 @@ def _fallback_runtime(opts: Options) -> Runtime | None:
     """
     if model_path(opts.model) != model_path(None):
         return None
-    return open_runtime(FALLBACK_MODEL, device=opts.device, threads=LIVE_THREADS, spinning=False)
+    return open_live_runtime(FALLBACK_MODEL, device=opts.device)
 
 
 def _live_job(opts: Options) -> bool:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from deepbg_live import adaptive as adaptive_module
-from deepbg_live import cli
+from deepbg_live import cli, runtimes
 from deepbg_live.adaptive import LADDER, LADDER_WITH_FALLBACK, AdaptiveConfig, Level, QualityController
 from deepbg_live.capture import open_source
 from deepbg_live.composite import ColorBackground
@@ -269,6 +269,7 @@ def _opened_runtimes(monkeypatch) -> list:
         return opened[-1]
 
     monkeypatch.setattr(cli, "open_runtime", spy)
+    monkeypatch.setattr(runtimes, "open_runtime", spy)  # what open_live_runtime calls
     return opened
 
 
@@ -284,7 +285,7 @@ def test_live_jobs_run_one_thread_without_spinning_and_file_jobs_spin(tmp_path, 
     cli.run(cli.Options(**common, realtime=True, output=str(tmp_path / "live.mp4")))
     cli.run(cli.Options(**common, output=str(tmp_path / "file.mp4")))
     live, offline = (_session_options(runtime) for runtime in opened)
-    assert live == ("0", cli.LIVE_THREADS) and cli.LIVE_THREADS == 1
+    assert live == ("0", runtimes.LIVE_THREADS) and runtimes.LIVE_THREADS == 1
     assert offline[0] == "1"
 
 
@@ -301,7 +302,7 @@ def test_a_live_job_on_the_default_model_opens_the_cheaper_one_to_fall_back_to(
     else:
         default, fallback = opened
         assert fallback.long_side == 192 != default.long_side  # the shipped `fast`
-        assert _session_options(fallback) == ("0", cli.LIVE_THREADS)
+        assert _session_options(fallback) == ("0", runtimes.LIVE_THREADS)
 
 
 def test_adaptive_is_refused_for_a_file_job(tmp_path, red_model):
@@ -316,7 +317,7 @@ def test_adaptive_is_refused_for_a_file_job(tmp_path, red_model):
 @pytest.mark.parametrize("adaptive", [None, False])
 def test_a_live_job_adapts_unless_told_not_to(tmp_path, monkeypatch, capsys, adaptive):
     clip = make_clip(tmp_path / "c.mp4", frames=25, size=(160, 120), fps=CLIP_FPS, audio=False)
-    monkeypatch.setattr(cli, "open_runtime", lambda *args, **kwargs: SlowRuntime(220))
+    monkeypatch.setattr(cli, "open_live_runtime", lambda *args, **kwargs: SlowRuntime(220))
     made: list[QualityController] = []
 
     class Recording(QualityController):

@@ -414,6 +414,8 @@ def test_quick_mode_on_tiny_generated_input(tmp_path, data_root, reference_onnx)
         ("64x48", "live"),
     }
     assert all(r["frames"] > 0 and r["fps"] > 0 for r in results["pipeline"]["rows"])
+    live = next(r for r in results["pipeline"]["rows"] if r["mode"] == "live")
+    assert live["lowest_quality"].startswith("q ")  # the live pass runs the adaptive controller
     assert set(results["accuracy"]["models"]) == {"ours", "tiny-ref"}
     assert results["accuracy"]["pairs"] == 8  # two validation photos and the 'lucia' clip
     assert results["accuracy"]["models"]["tiny-ref"]["overall"]["iou"] > 0.8  # the reference can see it

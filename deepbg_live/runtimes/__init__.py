@@ -95,6 +95,25 @@ def resolve_device(device: Device | str) -> Device:
     return device
 
 
+# ONNX Runtime threads for a live job, whose goal is CPU-seconds, not wall time: the sample played at
+# 30 fps cost 3-25% more CPU per frame with 2 threads than with 1, spinning off, and 65-80% more
+# spinning on (2 AVX2 cores beside a training run, issue 17). With 1 thread nothing spins.
+LIVE_THREADS = 1
+
+
+def open_live_runtime(
+    model: str | Path | None = None,
+    device: Device | str = Device.AUTO,
+    precision: Precision | str = Precision.AUTO,
+) -> Runtime:
+    """``open_runtime`` for frames that come paced (a camera, ``--realtime``): idle threads must not spin.
+
+    Spinning is ONNX Runtime's default, and between paced frames it burns CPU that a video call
+    beside us needs (127% against 50% of a core, issue 17).
+    """
+    return open_runtime(model, device, precision=precision, threads=LIVE_THREADS, spinning=False)
+
+
 def open_runtime(
     model: str | Path | None = None,
     device: Device | str = Device.AUTO,
