@@ -557,3 +557,53 @@ def test_a_boundary_weight_makes_errors_at_the_outline_cost_more_and_others_the_
             assert weighted > plain * 1.5
         else:
             assert torch.isclose(weighted, plain, rtol=0.05)
+
+
+FAST_ONNX = ROOT / "deepbg_live" / "weights" / "fast.onnx"
+
+
+def test_the_teacher_gives_the_runtimes_probabilities_for_the_rgb_channels_of_each_crop():
+    from deepbg_live.runtimes.base import RuntimeOptions
+    from deepbg_live.runtimes.onnx_runtime import OnnxRuntime
+    from training.teacher import Teacher
+
+    batch = torch.randn(3, 4, 64, 48)  # RGB and a previous-mask channel the teacher must not see
+    soft = Teacher(FAST_ONNX)(batch)
+    runtime = OnnxRuntime(FAST_ONNX.read_bytes(), RuntimeOptions(threads=1))
+    assert soft.shape == (3, 1, 64, 48)
+    assert soft.min() >= 0 and soft.max() <= 1
+    for i in range(3):
+        expected = runtime(np.ascontiguousarray(batch[i : i + 1, :3].numpy()))
+        np.testing.assert_allclose(soft[i : i + 1].numpy(), expected, atol=1e-5)
+
+
+def test_distillation_pulls_towards_the_teachers_soft_edges():
+    from training.teacher import distillation_loss
+
+    truth = torch.tensor([[[[1.0, 0.0]]]])
+    teacher = torch.tensor([[[[0.8, 0.3]]]])  # agrees with the truth, less sure than it
+    like_teacher = torch.logit(teacher)
+    like_truth = torch.tensor([[[[8.0, -8.0]]]])
+    assert distillation_loss(like_teacher, teacher, truth) < distillation_loss(like_truth, teacher, truth)
+
+
+def test_distillation_ignores_pixels_where_the_teacher_contradicts_the_truth():
+    from training.teacher import distillation_loss
+
+    truth = torch.tensor([[[[1.0, 0.0, 0.0]]]])
+    teacher = torch.tensor([[[[0.9, 0.1, 0.95]]]])  # the last pixel: a chair the teacher keeps
+    keeps_chair = torch.tensor([[[[2.0, -2.0, 6.0]]]])
+    drops_chair = torch.tensor([[[[2.0, -2.0, -6.0]]]])
+    assert torch.isclose(
+        distillation_loss(keeps_chair, teacher, truth), distillation_loss(drops_chair, teacher, truth)
+    )
+
+
+def test_a_run_with_a_teacher_trains_and_resumes_with_it(tmp_path):
+    cfg = tiny_config(tmp_path, epochs=2, samples_per_epoch=32, teacher=str(FAST_ONNX), distill_weight=1.0)
+    Trainer(cfg, resume=False).run(until_epoch=1)
+    resumed = Trainer(cfg, resume=True)
+    assert resumed.teacher is not None and resumed.cfg.teacher == str(FAST_ONNX)
+    resumed.run()
+    history = [json.loads(line) for line in (Path(cfg.out) / "history.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in history if "val/loss" in row] == [1, 2]

@@ -114,6 +114,18 @@ DEFAULTS = TrainConfig()
     help="Extra BCE weight for pixels within 3 px of the true outline (a boundary-aware loss; 0: off).",
 )
 @click.option(
+    "--teacher",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Distil this exported ONNX model's soft masks (e.g. deepbg_live/weights/realtime.int8.onnx).",
+)
+@click.option(
+    "--distill-weight",
+    type=click.FloatRange(0, 100),
+    default=DEFAULTS.distill_weight,
+    help="Weight of the distillation term beside the loss on the truth (with --teacher).",
+)
+@click.option(
     "--seed", type=int, default=DEFAULTS.seed, help="Seed for weights, sample order and augmentation."
 )
 @click.option("--threads", type=int, default=DEFAULTS.threads, help="CPU threads for torch.")

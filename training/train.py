@@ -21,6 +21,7 @@ from evaluation import layout
 from evaluation.metrics import all_metrics
 from training import data as D
 from training.report import RunLogger
+from training.teacher import Teacher, distillation_loss
 
 DEFAULT_LOSS = "bce-dice"  # trains well from scratch; "bce-lovasz" is for fine-tuning
 
@@ -54,6 +55,8 @@ class TrainConfig:
     repeat: dict[str, int] = field(default_factory=dict)  # training folder -> copies per epoch (0 drops it)
     loss: str = DEFAULT_LOSS  # a key of LOSSES
     boundary_weight: float = 0.0  # extra BCE weight in the band around the true outline
+    teacher: str | None = None  # an exported ONNX model whose soft masks are distilled (training.teacher)
+    distill_weight: float = 1.0  # the distillation term's weight beside the loss on the truth
     seed: int = 0
     threads: int = 2
     workers: int = 0
@@ -211,6 +214,7 @@ class Trainer:
             self.load_checkpoint(self.out / "last.pt")
         elif cfg.init:
             self.load_initial_weights(Path(cfg.init))
+        self.teacher = Teacher(Path(cfg.teacher), threads=cfg.threads) if cfg.teacher else None
         self.out.mkdir(parents=True, exist_ok=True)
         train_pairs, self.val_pairs = load_splits(cfg)
         if cfg.val_limit:
@@ -278,8 +282,12 @@ class Trainer:
             group["lr"] = learning_rate(self.cfg, self.step, total, self.steps_per_epoch)
         images = images.to(self.device, memory_format=torch.channels_last, non_blocking=True)
         masks = masks.to(self.device, non_blocking=True)
+        soft = self.teacher(images) if self.teacher else None
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.device.type == "cuda"):
-            loss = segmentation_loss(self.net(images).float(), masks, self.cfg.loss, self.cfg.boundary_weight)
+            logits = self.net(images).float()
+        loss = segmentation_loss(logits, masks, self.cfg.loss, self.cfg.boundary_weight)
+        if soft is not None:
+            loss = loss + self.cfg.distill_weight * distillation_loss(logits, soft, masks)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
