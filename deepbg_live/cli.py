@@ -332,7 +332,7 @@ def run(opts: Options, shutdown: GracefulShutdown | None = None) -> None:
     # Opened before the input, so that a bad --model fails before a camera turns on.
     if _live_job(opts):
         runtime = open_live_runtime(opts.model, device=opts.device, precision=opts.precision)
-    else:  # file jobs want wall time: all threads, spinning
+    else:  # file jobs want wall time: every thread (none spins, as in every job)
         runtime = open_runtime(opts.model, device=opts.device, precision=opts.precision)
     size = parse_size(opts.size)
     source = open_source(

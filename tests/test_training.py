@@ -460,6 +460,24 @@ def test_evaluate_reports_every_metric_for_each_folder(tmp_path):
     assert set(scores) >= {"iou", "miou", "dice", "boundary_f", "mad"}
 
 
+def test_evaluate_samples_the_training_split_to_measure_fit(tmp_path):
+    from evaluation.layout import VAL_EVERY, is_validation
+    from training.evaluate import split_sample
+
+    for folder in ("alpha", "beta"):
+        make_pairs(tmp_path / "data" / folder, count=4 * VAL_EVERY)
+    training = split_sample(tmp_path / "data", training=True, every=3)
+    validation = split_sample(tmp_path / "data", training=False)
+
+    train_count = 4 * VAL_EVERY - 4
+    assert sorted({p.source for p in training}) == ["alpha", "beta"]
+    assert len(training) == 2 * len(range(0, train_count, 3))
+    assert len(validation) == 2 * 4
+    assert not {p.image for p in training} & {p.image for p in validation}
+    names = sorted(p.image.name for p in validation if p.source == "alpha")
+    assert all(is_validation("alpha", int(Path(n).stem)) for n in names)
+
+
 def recording(cls, made: list):
     """``cls``'s constructor, also appending each object it makes to ``made``."""
 

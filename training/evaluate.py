@@ -23,7 +23,7 @@ from deepbg_live.model_files import model_option_help
 from deepbg_live.refine import EdgeRefiner
 from deepbg_live.runtimes import PRECISIONS
 from evaluation.accuracy import evaluate
-from evaluation.layout import DatasetError, find_pairs, shared_data_folders, split_pairs
+from evaluation.layout import DatasetError, Pair, find_pairs, shared_data_folders, split_pairs
 
 
 def runtime_predictor(
@@ -33,6 +33,16 @@ def runtime_predictor(
     if refiner is None:
         return segmenter
     return lambda frame: refiner(segmenter(frame), frame).astype(np.float32) / 255.0
+
+
+def split_sample(data_root: Path, training: bool = False, every: int = 1) -> list[Pair]:
+    """Every ``every``-th pair of each folder's validation split, or its training split."""
+    train, val = split_pairs(shared_data_folders(data_root))
+    chosen = train if training else val
+    by_folder: dict[str, list[Pair]] = {}
+    for pair in chosen:
+        by_folder.setdefault(pair.source, []).append(pair)
+    return [pair for folder in by_folder.values() for pair in folder[::every]]
 
 
 @click.command(context_settings={"show_default": True})
@@ -52,7 +62,20 @@ def runtime_predictor(
     "--data-root",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Evaluate the fixed validation split of this shared data layout.",
+    help="Evaluate a fixed split of this shared data layout (--split).",
+)
+@click.option(
+    "--split",
+    type=click.Choice(["validation", "training"]),
+    default="validation",
+    help="Which split of --data-root: the training one measures fit (training IoU near validation "
+    "IoU, both low, means underfitting, not overfitting).",
+)
+@click.option(
+    "--every",
+    type=click.IntRange(min=1),
+    default=1,
+    help="Score every Nth pair of each --data-root folder (a quick sample of the training split).",
 )
 @click.option(
     "--model",
@@ -84,7 +107,18 @@ def runtime_predictor(
     help="Also write the results here.",
 )
 def main(
-    images, masks, data_root, model, device, long_side, precision, flip_average, refine, json_out
+    images,
+    masks,
+    data_root,
+    split,
+    every,
+    model,
+    device,
+    long_side,
+    precision,
+    flip_average,
+    refine,
+    json_out,
 ) -> None:
     """Report IoU, Dice, boundary F and MAD per folder of image/mask pairs."""
     try:
@@ -96,7 +130,7 @@ def main(
             for pair in find_pairs(i, m, source=Path(i).parent.name or str(i))
         ]
         if data_root:
-            pairs += split_pairs(shared_data_folders(data_root))[1]
+            pairs += split_sample(data_root, training=split == "training", every=every)
         if not pairs:
             raise click.UsageError("nothing to evaluate: give --images/--masks or --data-root")
         segmenter = Segmenter(

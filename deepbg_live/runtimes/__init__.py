@@ -100,6 +100,12 @@ def resolve_device(device: Device | str) -> Device:
 # spinning on (2 AVX2 cores beside a training run, issue 17). With 1 thread nothing spins.
 LIVE_THREADS = 1
 
+# File jobs use every thread but do not spin either. Spinning ONNX Runtime threads take the cores
+# that decoding, refinement and x264 need in the same process: the 300-frame 640x480 sample, file
+# to file on 2 idle AMD EPYC cores, took 4.3 s and 7.6 CPU-s for run 14 with spinning off against 4.8-5.9 s
+# and 9.2-11.6 CPU-s with it on, and 2.2 s / 4.0 CPU-s against 2.8-3.0 s / 5.3-5.7 for v2-4
+# (session 15, README "Performance").
+
 
 def open_live_runtime(
     model: str | Path | None = None,
@@ -120,7 +126,7 @@ def open_runtime(
     backend: Backend | str | None = None,
     precision: Precision | str = Precision.AUTO,
     threads: int | None = None,
-    spinning: bool = True,
+    spinning: bool = False,
 ) -> Runtime:
     """The runtime for ``--model`` on ``--device``: every backend and precision choice is made here.
 

@@ -63,7 +63,9 @@ class RuntimeOptions:
 
     device: Device = Device.CPU  # resolved: never AUTO
     threads: int | None = None  # None: default_threads() for ONNX Runtime; torch keeps its own setting
-    spinning: bool = True  # ONNX Runtime's idle threads busy-wait for the next frame (its default)
+    # ONNX Runtime's idle threads busy-wait for the next frame (its own default, but not ours: the
+    # spin steals the cores that decoding, refinement and the encoder run on: runtimes/__init__.py)
+    spinning: bool = False
 
 
 @runtime_checkable
