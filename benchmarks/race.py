@@ -5,7 +5,8 @@ command sees it. CPU time is the child's own (user + system, every thread), from
 it hardly depends on what else the machine runs; wall-clock fps does. The sides alternate (ours,
 the reference, ours, ...) so that a change in load hits both alike, and each figure is the
 median of the repeats. A one-frame clip measures each side's start-up alone, which is taken off
-the live run to estimate its steady CPU share.
+the live run to estimate its steady CPU share. Ours alone is also timed as a user first meets it
+(issue 17's start-up goals): ``deepbg-live --help``, and one photo of the clip's size to a PNG.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from benchmarks.timing import run_child
 OURS, REFERENCE = "ours", "reference"
 SIDES = (OURS, REFERENCE)
 STARTUP, FILE, LIVE = "startup", "file", "live"
+HELP, PHOTO = "help", "photo"  # ours alone: --help, and one photo to a PNG
 # deepbg-live's closing line, which the reference loop copies: "300 frames at 47.1 fps, 2 dropped"
 SUMMARY_LINE = re.compile(r"(\d+) frames? at [\d.]+ fps(?:, (\d+) dropped)?")
 GREEN_HEX = "#{:02x}{:02x}{:02x}".format(*reversed(GREEN_BGR))
@@ -35,6 +37,7 @@ GREEN_HEX = "#{:02x}{:02x}{:02x}".format(*reversed(GREEN_BGR))
 class Race:
     clip: Path  # the clip both sides process, file to file and live
     one_frame_clip: Path  # the same scene, one frame: start-up alone
+    photo: Path  # the same scene as a still image, for the one-photo job
     reference_model: Path
     out: Path  # a scratch folder for the outputs
     threads: int  # the reference's ONNX Runtime threads (ours takes its own default)
@@ -44,10 +47,15 @@ class Race:
     model: str | None = None  # ours, as deepbg-live --model [default: the shipped default]
 
 
+def our_entry_point() -> list[str]:
+    """The installed ``deepbg-live`` script beside this Python, as a user runs it."""
+    script = shutil.which("deepbg-live", path=str(Path(sys.executable).parent))
+    return [script] if script else [sys.executable, "-m", "deepbg_live.cli"]
+
+
 def our_command(race: Race, clip: Path, output: Path, live: bool) -> list[str]:
     """``deepbg-live`` as a user types it: green background, the default model unless told."""
-    script = shutil.which("deepbg-live", path=str(Path(sys.executable).parent))
-    command = [script] if script else [sys.executable, "-m", "deepbg_live.cli"]
+    command = our_entry_point()
     command += ["--input", str(clip), "--output", str(output), "--color", GREEN_HEX, "--no-progress"]
     command += ["--precision", race.precision] + (["--model", race.model] if race.model else [])
     return command + (["--realtime"] if live else [])
@@ -89,6 +97,21 @@ def measure(command: list[str]) -> dict:
     }
 
 
+def launch_commands(race: Race) -> dict[str, list[str]]:
+    """Ours alone, as a user first meets it: the help text, and one photo (flip-averaged, as photos are)."""
+    photo = our_command(race, race.photo, race.out / "race-photo.png", live=False)
+    return {HELP: [*our_entry_point(), "--help"], PHOTO: photo}
+
+
+def measure_launch(command: list[str]) -> dict:
+    """Wall and CPU seconds and peak RSS of a command that must succeed."""
+    run = run_child(command, env=child_env())
+    if run.returncode != 0:
+        last = run.stderr.strip().splitlines()[-1:] or ["no output"]
+        raise RuntimeError(f"`{shlex.join(command)}` exited {run.returncode}: {last[0]}")
+    return {"wall_s": run.wall_s, "cpu_s": run.cpu_s, "peak_rss_mb": run.peak_rss_mb}
+
+
 def rounds(race: Race) -> list[tuple[str, Path, bool]]:
     """(mode, clip, paced) of each run in one repeat."""
     jobs = [(STARTUP, race.one_frame_clip, False), (FILE, race.clip, False)]
@@ -105,6 +128,8 @@ def run(race: Race) -> dict:
                 output = race.out / f"race-{side}-{mode}.mp4"
                 row = measure(COMMANDS[side](race, clip, output, live))
                 runs.append({"side": side, "mode": mode, "repeat": repeat, **row})
+        for mode, command in launch_commands(race).items():
+            runs.append({"side": OURS, "mode": mode, "repeat": repeat, **measure_launch(command)})
     summary = {mode: {side: median_of(runs, side, mode) for side in SIDES} for mode, _, _ in rounds(race)}
     if race.live:
         for side in SIDES:
@@ -120,6 +145,8 @@ def run(race: Race) -> dict:
         },
         "summary": summary,
         "ratios": ratios(summary),
+        "launch": {mode: median_launch(runs, mode) for mode in (HELP, PHOTO)},
+        "launch_commands": {mode: shlex.join(command) for mode, command in launch_commands(race).items()},
         "runs": runs,
     }
 
@@ -128,6 +155,11 @@ def median_of(runs: list[dict], side: str, mode: str) -> dict:
     rows = [r for r in runs if r["side"] == side and r["mode"] == mode]
     keys = ("frames", "dropped", "wall_s", "cpu_s", "fps", "cpu_ms_per_frame", "cpu_percent", "peak_rss_mb")
     return {key: statistics.median(r[key] for r in rows) for key in keys}
+
+
+def median_launch(runs: list[dict], mode: str) -> dict:
+    rows = [r for r in runs if r["mode"] == mode]
+    return {key: statistics.median(r[key] for r in rows) for key in ("wall_s", "cpu_s", "peak_rss_mb")}
 
 
 def steady_cpu_percent(runs: list[dict], side: str) -> float | None:

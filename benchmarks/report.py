@@ -176,6 +176,7 @@ def pipeline_section(data: dict) -> str:
 
 
 RACE_GOALS = {"file_fps": ">= 1.5", "file_cpu_ms_per_frame": "<= 0.67"}  # issue 17's targets
+LAUNCH_GOALS = {"help": "<= 0.5 s", "photo": "<= 1.0 s"}  # issue 17's start-up targets
 
 
 def race_section(data: dict) -> str:
@@ -218,7 +219,20 @@ def race_section(data: dict) -> str:
             ],
             ["live 30 fps, dropped frames", *_sides(summary, "live", "dropped"), None, "0"],
         ]
-    return text + table(["", "ours", "reference loop", "ours / reference", "goal"], rows)
+    text += table(["", "ours", "reference loop", "ours / reference", "goal"], rows)
+    return text + launch_section(data) if data.get("launch") else text
+
+
+def launch_section(data: dict) -> str:
+    """Ours alone as a user first meets it: ``--help`` and one photo, each a fresh process."""
+    launch, commands = data["launch"], data["launch_commands"]
+    rows = [
+        [f"`{commands[mode]}`", launch[mode]["wall_s"], launch[mode]["cpu_s"], launch[mode]["peak_rss_mb"]]
+        + [LAUNCH_GOALS[mode]]
+        for mode in ("help", "photo")
+    ]
+    text = f"\n**Ours alone, from launch to exit** (median of {data['repeats']}, each a fresh process)\n\n"
+    return text + table(["command", "wall s", "CPU s", "peak RSS MB", "goal"], rows)
 
 
 def _sides(summary: dict, mode: str, key: str) -> list[object]:

@@ -282,6 +282,11 @@ def fake_results() -> dict:
             "live_cpu_percent": 1.0,
             "live_steady_cpu_percent": None,
         },
+        "launch": {
+            "help": {"wall_s": 0.21, "cpu_s": 0.2, "peak_rss_mb": 60.0},
+            "photo": {"wall_s": 0.74, "cpu_s": 0.9, "peak_rss_mb": 150.0},
+        },
+        "launch_commands": {"help": "deepbg-live --help", "photo": "deepbg-live --input p.jpg"},
     }
     choices = {
         "resolution": "640x480",
@@ -378,6 +383,7 @@ def test_report_writes_json_markdown_and_plots(tmp_path):
     assert "0.01 / 0.004" in text  # flicker, smoothing off / on
     assert "1.0 / 1.0 (0.5 CPU)" in text and "| 1.0 / 1.0 |" in text  # CPU-ms only where measured
     assert "| file to file, peak RSS MB | 180 | 180 | – | ours <= 250 |" in text
+    assert "| `deepbg-live --help` | 0.21 | 0.2 | 60 | <= 0.5 s |" in text
     assert "| file to file, fps | 40 | 80 | 0.5 | >= 1.5 |" in text
     assert "| file to file, CPU-ms per frame | 30 | 20 | 1.5 | <= 0.67 |" in text
     assert "| 30 fps | 2 | off | 9 | 12 | 17 | 50 |" in text
@@ -454,7 +460,7 @@ def test_the_reference_loop_is_skipped_with_a_reason_without_its_model(tmp_path,
     assert "reference-loop" not in skipped_parts(ctx, references_dir)
 
 
-def test_ours_races_the_reference_loop_on_a_tiny_clip(tmp_path, references_dir):
+def test_ours_races_the_reference_loop_and_times_its_own_launch_on_a_tiny_clip(tmp_path, references_dir):
     ctx = Context(out=tmp_path, threads=1, progress=False)
     settings = pipeline_speed.PipelineSettings(
         resolutions=["64x48"], references=str(references_dir), race_frames=6, race_repeats=1
@@ -468,13 +474,19 @@ def test_ours_races_the_reference_loop_on_a_tiny_clip(tmp_path, references_dir):
         "live_steady_cpu_percent",
     }
     assert all(value is None or value > 0 for value in race["ratios"].values())
-    assert race["frames"] == 6 and len(race["runs"]) == 6  # start-up, file, live for each side
+    assert race["frames"] == 6 and len(race["runs"]) == 8  # start-up, file, live each side; help, photo
     for mode in ("startup", "file", "live"):
         for side in ("ours", "reference"):
             assert race["summary"][mode][side]["cpu_ms_per_frame"] > 0
             assert 20 < race["summary"][mode][side]["peak_rss_mb"] < 2000  # a Python process's own
     assert [r["side"] for r in race["runs"][:2]] == ["ours", "reference"]  # alternated
     assert (tmp_path / ".scratch" / "race" / "race-reference-file.mp4").stat().st_size > 0
+    # and ours alone as a user first meets it: the help text, and one photo of the clip's size
+    for mode in ("help", "photo"):
+        assert race["launch"][mode]["wall_s"] > 0 and 10 < race["launch"][mode]["peak_rss_mb"] < 2000
+    assert race["launch_commands"]["help"].endswith("--help")
+    photo = cv2.imread(str(tmp_path / ".scratch" / "race" / "race-photo.png"))
+    assert photo is not None and photo.shape == (48, 64, 3)
 
 
 def test_the_x264_table_has_a_row_per_preset(tmp_path):
