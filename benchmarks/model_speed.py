@@ -70,9 +70,9 @@ def available_backends() -> list[str]:
     return names
 
 
-def input_shape(long_side: int) -> tuple[int, int, int, int]:
-    """NCHW batch of one 4:3 landscape frame whose long side is ``long_side``."""
-    return (1, 3, round(long_side * 3 / 4), long_side)
+def input_shape(long_side: int, channels: int = 3) -> tuple[int, int, int, int]:
+    """NCHW batch of one 4:3 landscape frame whose long side is ``long_side`` (4 channels: the previous mask)."""
+    return (1, channels, round(long_side * 3 / 4), long_side)
 
 
 def make_runner(
@@ -105,7 +105,7 @@ def measure_model(
 ) -> dict:
     """One row of the table: size, cost and latency of ``config`` on ``backend``."""
     model = build_model(config).eval()
-    shape = input_shape(long_side)
+    shape = input_shape(long_side, CONFIGS[config].in_channels)
     macs = count_macs(model, shape)
     samples = time_calls(
         make_runner(model, backend, shape, threads), settings.repeats, settings.warmup, settings.budget_s

@@ -38,7 +38,8 @@ def training_step(config: str, batch_size: int, crop: int, device: str):
     model = build_model(config).to(device, memory_format=torch.channels_last).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     generator = torch.Generator().manual_seed(0)
-    images = torch.randn(batch_size, 3, crop, crop, generator=generator)
+    channels = CONFIGS[config].in_channels  # 4 for a model that also reads its previous mask
+    images = torch.randn(batch_size, channels, crop, crop, generator=generator)
     images = images.to(device).contiguous(memory_format=torch.channels_last)
     masks = (torch.rand(batch_size, 1, crop, crop, generator=generator) > 0.5).float().to(device)
 

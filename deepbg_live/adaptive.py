@@ -60,8 +60,9 @@ class Level:
 
 # The model's time grows with its input's area: 0.75x the long side is about 0.56x the time, 0.5x a quarter.
 LADDER = (Level(1.0), Level(0.75), Level(0.5))
-# With a cheaper model: on 2 AVX2 cores without VNNI, `fast` (fp32) at half its 192 took 9 ms where
-# `realtime` (int8) took 30 ms at half its 224, and 101 ms at 224 (issue 17).
+# With a cheaper model: `fast` (the v2 network, int8) takes 3.6-4.0 ms at its full 256 on 2 VNNI cores,
+# against 8-12 ms for `realtime` (int8) at 224; on 2 AVX2 cores without VNNI `realtime` took 30 ms at
+# half its 224, and 101 ms at 224 (issue 17).
 LADDER_WITH_FALLBACK = (*LADDER, Level(0.5, cheaper=True))
 
 

@@ -131,7 +131,7 @@ def _try_model(name: str, backend: str, device: str, precision: str) -> tuple[bo
     asked = "auto" if precision == "fp16" else precision  # a GPU runs fp16 when asked for auto
     try:
         runtime = open_runtime(name, device=device, backend=backend, precision=asked)
-        out = runtime(np.zeros((1, 3, 48, 64), np.float32))
+        out = runtime(np.zeros((1, runtime.input_channels, 48, 64), np.float32))  # 4: the previous mask
     except UserError as error:
         return False, str(error)
     except Exception as error:  # a broken file can fail anywhere in the library that reads it

@@ -130,8 +130,9 @@ class Segmenter:
 class SegmentStream:
     """A ``Segmenter`` over one video or camera: a model that takes the previous mask is given its last.
 
-    A model that takes none (or the controller's 3-channel fallback) is run as for photos, and the
-    memory is dropped, so that a later switch back does not see a stale mask. A cut or a change of
+    A model that takes none (such as the default ``realtime``, which the live controller may swap for
+    ``fast``) is run as for photos, and the memory is dropped, so that a later switch does not see a
+    stale mask. A cut or a change of
     frame size starts afresh by itself (``PreviousMask``); ``reset()`` is for a new source.
     """
 

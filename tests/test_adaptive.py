@@ -16,6 +16,7 @@ from deepbg_live.capture import open_source
 from deepbg_live.composite import ColorBackground
 from deepbg_live.engine import Segmenter
 from deepbg_live.errors import UserError
+from deepbg_live.model import CONFIGS
 from deepbg_live.outputs.preview import overlay_text
 from deepbg_live.pipeline import Pipeline
 from deepbg_live.runtimes import Backend, Precision, Runtime
@@ -243,6 +244,33 @@ def test_the_last_level_switches_to_the_cheaper_model(tmp_path) -> None:
     assert 80 in runtime.sides
 
 
+class SlowVideoRuntime(SlowRuntime):
+    """A ``SlowRuntime`` that reads the previous mask, as the shipped ``fast`` does; answers 0.8."""
+
+    input_channels = 4
+
+    def __init__(self, full_ms: float, long_side: int = 160):
+        super().__init__(full_ms, long_side)
+        self.priors: list[float] = []
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        assert batch.shape[1] == 4
+        self.priors.append(float(batch[0, 3].mean()))
+        return np.full_like(super().__call__(batch), 0.8)
+
+
+def test_a_fallback_that_reads_the_previous_mask_starts_neutral_then_sees_its_own(tmp_path) -> None:
+    clip = make_clip(tmp_path / "c.mp4", frames=40, size=(160, 120), fps=CLIP_FPS, audio=False)
+    runtime, fallback = SlowRuntime(400), SlowVideoRuntime(20, long_side=128)
+    quality = QualityController(CLIP_FPS, AdaptiveConfig(LADDER_WITH_FALLBACK, down_after=0.2, up_after=30))
+    run_live(clip, runtime, quality, fallback=fallback)
+    assert quality.level == Level(0.5, cheaper=True) and len(fallback.priors) > 2
+    # the default model (3 channels) left no memory behind: the first fallback frame is neutral
+    assert fallback.priors[0] == pytest.approx(0.5) and fallback.priors[1:] == pytest.approx(
+        [0.8] * (len(fallback.priors) - 1)
+    )
+
+
 def test_a_file_source_never_changes_the_level(tmp_path) -> None:
     clip = make_clip(tmp_path / "c.mp4", frames=8, size=(160, 120), fps=CLIP_FPS, audio=False)
     runtime = SlowRuntime(150)
@@ -303,7 +331,7 @@ def test_a_live_job_on_the_default_model_opens_the_cheaper_one_to_fall_back_to(
         assert len(opened) == 1
     else:
         default, fallback = opened
-        assert fallback.long_side == 192 != default.long_side  # the shipped `fast`
+        assert fallback.long_side == CONFIGS["fast"].long_side != default.long_side  # the shipped `fast`
         assert _session_options(fallback) == ("0", runtimes.LIVE_THREADS)
 
 

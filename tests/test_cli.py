@@ -162,7 +162,6 @@ def test_video_masks_are_numbered_from_zero(tmp_path, model, clip):
         (["--input", "{clip}", "--image", "missing.jpg", "-o", "x.mp4"], "missing.jpg"),
         (["--input", "{clip}", "--model", "missing.safetensors", "-o", "x.mp4"], "missing.safetensors"),
         (["--input", "{clip}", "--device", "cuda", "-o", "x.mp4"], "cuda"),
-        (["--input", "{clip}", "--model", "fast", "--precision", "int8", "-o", "x.mp4"], "fast.int8.onnx"),
         (["--camera", "0", "--size", "big", "--no-window", "-o", "x.mp4"], "--size"),
         (["--input", "{clip}"], "--output"),
         # options that would otherwise be silently ignored or overruled

@@ -135,23 +135,14 @@ def test_a_photo_runs_without_torch(photo, tmp_path, model, precision):
     assert (image != image[0, 0]).any(), "the person was kept in front of the background"
 
 
-def test_a_shipped_model_without_an_int8_file_says_so_in_one_line(photo, tmp_path):
-    assert not model_files.int8_path(model_files.model_path("fast")).exists()
-    result = deepbg_without(
-        ("torch",),
-        "--input",
-        str(photo),
-        "-o",
-        str(tmp_path / "o.png"),
-        "--model",
-        "fast",
-        "--precision",
-        "int8",
+def test_a_shipped_model_missing_its_int8_file_says_so_and_auto_runs_it_in_fp32(weights_copy):
+    (weights_copy / "fast.int8.onnx").unlink()
+    with pytest.raises(UserError) as error:
+        open_runtime("fast", device="cpu", precision="int8")
+    assert str(error.value) == (
+        "the shipped model 'fast' has no int8 version ('fast.int8.onnx'); use --precision auto or fp32"
     )
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
-        "Error: the shipped model 'fast' has no int8 version ('fast.int8.onnx'); use --precision auto or fp32"
-    ]
+    assert open_runtime("fast", device="cpu", precision="auto").precision == "fp32"
 
 
 def test_a_users_own_weights_without_torch_say_how_to_export_them_in_one_line(photo, tmp_path):
@@ -241,10 +232,10 @@ def test_a_broken_shipped_export_is_an_error_saying_to_reinstall(weights_copy, b
         fp32.unlink()
     else:
         # each now records the other model's weights
-        int8.write_bytes(fp32.read_bytes())
+        int8.write_bytes((weights_copy / "fast.int8.onnx").read_bytes())
         fp32.write_bytes((weights_copy / "realtime.onnx").read_bytes())
     with pytest.raises(UserError, match="reinstall deepbg-live"):
-        open_runtime("fast", device="cpu")
+        open_runtime("fast", device="cpu", precision="fp32")
     if broken == "stale":
         with pytest.raises(UserError, match="reinstall deepbg-live"):
             open_runtime(device="cpu")

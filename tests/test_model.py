@@ -179,8 +179,8 @@ def test_a_weights_file_asking_for_a_huge_network_is_refused_before_allocating(t
 
 def test_a_checkpoint_named_in_upper_case_loads(tmp_path):
     path = tmp_path / "model.PT"
-    model = build_model("fast")
-    torch.save({"model": model.state_dict(), "config": '{"name": "fast", "base": 8}'}, path)
+    model = build_model("unet8")
+    torch.save({"model": model.state_dict(), "config": '{"name": "unet8", "base": 8}'}, path)
     loaded, _ = load_weights(path)
     assert loaded.config.base == 8
 

@@ -577,7 +577,7 @@ def test_a_boundary_weight_makes_errors_at_the_outline_cost_more_and_others_the_
             assert torch.isclose(weighted, plain, rtol=0.05)
 
 
-FAST_ONNX = ROOT / "deepbg_live" / "weights" / "fast.onnx"
+TEACHER_ONNX = ROOT / "deepbg_live" / "weights" / "realtime.int8.onnx"  # the RGB model runs distil from
 
 
 def test_the_teacher_gives_the_runtimes_probabilities_for_the_rgb_channels_of_each_crop():
@@ -586,8 +586,8 @@ def test_the_teacher_gives_the_runtimes_probabilities_for_the_rgb_channels_of_ea
     from training.teacher import Teacher
 
     batch = torch.randn(3, 4, 64, 48)  # RGB and a previous-mask channel the teacher must not see
-    soft = Teacher(FAST_ONNX)(batch)
-    runtime = OnnxRuntime(FAST_ONNX.read_bytes(), RuntimeOptions(threads=1))
+    soft = Teacher(TEACHER_ONNX)(batch)
+    runtime = OnnxRuntime(TEACHER_ONNX.read_bytes(), RuntimeOptions(threads=1))
     assert soft.shape == (3, 1, 64, 48)
     assert soft.min() >= 0 and soft.max() <= 1
     for i in range(3):
@@ -618,10 +618,10 @@ def test_distillation_ignores_pixels_where_the_teacher_contradicts_the_truth():
 
 
 def test_a_run_with_a_teacher_trains_and_resumes_with_it(tmp_path):
-    cfg = tiny_config(tmp_path, epochs=2, samples_per_epoch=32, teacher=str(FAST_ONNX), distill_weight=1.0)
+    cfg = tiny_config(tmp_path, epochs=2, samples_per_epoch=32, teacher=str(TEACHER_ONNX), distill_weight=1.0)
     Trainer(cfg, resume=False).run(until_epoch=1)
     resumed = Trainer(cfg, resume=True)
-    assert resumed.teacher is not None and resumed.cfg.teacher == str(FAST_ONNX)
+    assert resumed.teacher is not None and resumed.cfg.teacher == str(TEACHER_ONNX)
     resumed.run()
     history = [json.loads(line) for line in (Path(cfg.out) / "history.jsonl").read_text().splitlines()]
     assert [row["epoch"] for row in history if "val/loss" in row] == [1, 2]
