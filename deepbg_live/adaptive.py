@@ -4,8 +4,8 @@ A live source (a camera, or a file played with ``--realtime``) delivers frames o
 a frame the pipeline is not ready for is dropped. ``QualityController`` compares each frame's work,
 its wall time in segmentation plus compositing, with the frame budget ``1 / fps``. When the smoothed
 share (an EWMA) stays over ``AdaptiveConfig.high`` for ``down_after`` seconds, it steps down a ladder
-of ``Level``s, each a smaller model input, and last a cheaper model where one is given (the
-shipped ``fast`` beside the default ``realtime``). Frames dropped all the same (decoding or
+of ``Level``s, each a smaller model input or a cheaper model where one is given (the shipped
+``fast`` beside the default ``realtime``). Frames dropped all the same (decoding or
 encoding starved of CPU, say) count too: it also steps down while the smoothed share of frames
 that came after a drop stays over ``max_drops``. When the work share stays under ``low`` for
 ``up_after`` seconds without a drop, it steps back up. Three things keep it from oscillating: the
@@ -19,7 +19,7 @@ counts: a busy CPU makes each stage wait for a core, and that is exactly when fr
 To watch it work, load the CPU with a busy loop per core and play a clip as a camera:
 
     python -c "while True: pass" & python -c "while True: pass" &
-    deepbg-live --demo --realtime --window      # the overlay's "q 100%" falls to "q 75%", "q 50%"
+    deepbg-live --demo --realtime --window      # the overlay's "q 100%" falls to "q 75%", "q 100% fast"
     kill %1 %2                                  # and climbs back a few seconds later
 
 Without a display, ``-o out.mp4`` in place of ``--window`` prints the lowest level reached at the end.
@@ -60,10 +60,17 @@ class Level:
 
 # The model's time grows with its input's area: 0.75x the long side is about 0.56x the time, 0.5x a quarter.
 LADDER = (Level(1.0), Level(0.75), Level(0.5))
-# With a cheaper model: `fast` (the v2 network, int8) takes 3.6-4.0 ms at its full 256 on 2 VNNI cores,
-# against 8-12 ms for `realtime` (int8) at 224; on 2 AVX2 cores without VNNI `realtime` took 30 ms at
-# half its 224, and 101 ms at 224 (issue 17).
-LADDER_WITH_FALLBACK = (*LADDER, Level(0.5, cheaper=True))
+# With a cheaper model, it takes over below 75% of the default's input. `realtime` at half its 224
+# (4.4 ms, int8, 1 thread) costs twice `fast` at its full 256 (2.0 ms) and scores far worse (validation
+# IoU on DAVIS frames 0.21 against 0.79, full-body 0.86 against 0.92); at 168, near its 75% level's
+# 160, it scores about what `fast` does at 256, for 9.3 ms (session 18, MODEL_CARD "The live quality ladder").
+LADDER_WITH_FALLBACK = (
+    Level(1.0),
+    Level(0.75),
+    Level(1.0, cheaper=True),
+    Level(0.75, cheaper=True),
+    Level(0.5, cheaper=True),
+)
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,8 @@ def test_levels_shrink_the_long_side_to_multiples_of_the_networks_stride() -> No
     assert [level.long_side(224) for level in LADDER] == [224, 160, 112]
     assert [level.long_side(192) for level in LADDER] == [192, 144, 96]
     assert Level(0.1).long_side(224) == 32  # the engine would pad anything smaller up to 32
-    assert [level.label for level in LADDER_WITH_FALLBACK] == ["q 100%", "q 75%", "q 50%", "q 50% fast"]
+    labels = ["q 100%", "q 75%", "q 100% fast", "q 75% fast", "q 50% fast"]
+    assert [level.label for level in LADDER_WITH_FALLBACK] == labels
 
 
 def test_a_config_with_crossed_thresholds_is_refused() -> None:
@@ -231,17 +232,22 @@ def test_adapting_drops_fewer_frames_than_not(tmp_path) -> None:
     assert adapted.dropped < fixed.dropped / 2
 
 
-def test_the_last_level_switches_to_the_cheaper_model(tmp_path) -> None:
+FALLBACK_CONFIG = AdaptiveConfig(LADDER_WITH_FALLBACK, down_after=0.2, up_after=30)
+
+
+def test_below_three_quarters_of_the_default_the_cheaper_model_takes_over_and_shrinks_in_turn(
+    tmp_path,
+) -> None:
     clip = make_clip(tmp_path / "c.mp4", frames=40, size=(160, 120), fps=CLIP_FPS, audio=False)
-    # 100 ms even at half size, over the budget; the fallback takes 5 ms at half its 128.
-    runtime, fallback = SlowRuntime(400), SlowRuntime(20, long_side=128)
-    quality = QualityController(CLIP_FPS, AdaptiveConfig(LADDER_WITH_FALLBACK, down_after=0.2, up_after=30))
+    # The default is over the 100 ms budget at 160 and 128; the fallback at its 128 and 96, not at 64.
+    runtime, fallback = SlowRuntime(400), SlowRuntime(200, long_side=128)
+    quality = QualityController(CLIP_FPS, FALLBACK_CONFIG)
     run_live(clip, runtime, quality, fallback=fallback)
-    assert quality.level == Level(0.5, cheaper=True)
-    # the frame being shrunk for the last full-model level when the switch came may reach the
-    # fallback at that size (any model takes any size); every later one is shrunk for the fallback
-    assert fallback.sides[0] in (64, 80) and set(fallback.sides[1:]) == {64}
-    assert 80 in runtime.sides
+    assert [level for _, level in quality.changes] == list(LADDER_WITH_FALLBACK[1:])
+    assert set(runtime.sides) == {160, 128}  # never half size: the fallback at full size beats that
+    # the frame being shrunk when the switch came reaches the fallback at the default's 128 (any
+    # model takes any size); every later one is sized for the fallback
+    assert {128, 96, 64} <= set(fallback.sides) and fallback.sides[-1] == 64
 
 
 class SlowVideoRuntime(SlowRuntime):
@@ -261,10 +267,9 @@ class SlowVideoRuntime(SlowRuntime):
 
 def test_a_fallback_that_reads_the_previous_mask_starts_neutral_then_sees_its_own(tmp_path) -> None:
     clip = make_clip(tmp_path / "c.mp4", frames=40, size=(160, 120), fps=CLIP_FPS, audio=False)
-    runtime, fallback = SlowRuntime(400), SlowVideoRuntime(20, long_side=128)
-    quality = QualityController(CLIP_FPS, AdaptiveConfig(LADDER_WITH_FALLBACK, down_after=0.2, up_after=30))
-    run_live(clip, runtime, quality, fallback=fallback)
-    assert quality.level == Level(0.5, cheaper=True) and len(fallback.priors) > 2
+    runtime, fallback = SlowRuntime(400), SlowVideoRuntime(200, long_side=128)
+    run_live(clip, runtime, QualityController(CLIP_FPS, FALLBACK_CONFIG), fallback=fallback)
+    assert len(fallback.priors) > 2
     # the default model (3 channels) left no memory behind: the first fallback frame is neutral
     assert fallback.priors[0] == pytest.approx(0.5) and fallback.priors[1:] == pytest.approx(
         [0.8] * (len(fallback.priors) - 1)
