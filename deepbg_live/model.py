@@ -101,16 +101,14 @@ class ModelConfig:
         return 2 ** len(self.widths) if self.is_mobile else 2**self.depth
 
 
-# "mobile" that also sees its previous output (trained with perturbed copies of the truth). Shipped
-# as "fast" since run v2-5: more accurate than the U-Net that was "fast" before it, at a third its cost.
-MOBILE_VIDEO = ModelConfig(
-    "mobile-video",
-    long_side=256,
-    widths=(16, 24, 32, 64, 96),
-    stage_depths=(1, 2, 3, 3),
-    expansion=4,
-    previous_mask=True,
+# The CPU-efficient family (model v2 candidates); MODEL_CARD.md has their measured costs.
+MOBILE = ModelConfig(
+    "mobile", long_side=256, widths=(16, 24, 32, 64, 96), stage_depths=(1, 2, 3, 3), expansion=4
 )
+MOBILE_WIDE = replace(MOBILE, name="mobile-wide", widths=(16, 24, 40, 80, 128), expansion=6)
+# "mobile" that also sees its previous output (trained with perturbed copies of the truth). Shipped
+# as "fast" since run v2-5: more accurate than the U-Net that was "fast" before it, at half its time.
+MOBILE_VIDEO = replace(MOBILE, name="mobile-video", previous_mask=True)
 
 CONFIGS: dict[str, ModelConfig] = {
     # The original project's network: 64-128-256-512 features plus a 1024 bottleneck, for GPUs.
@@ -124,23 +122,11 @@ CONFIGS: dict[str, ModelConfig] = {
     "unet8": ModelConfig("unet8", base=8, depth=4, block=Block.CLASSIC, long_side=192),
     "depthwise16": ModelConfig("depthwise16", base=16, depth=4, block=Block.DEPTHWISE, long_side=192),
     "depthwise8": ModelConfig("depthwise8", base=8, depth=4, block=Block.DEPTHWISE, long_side=192),
-    # The CPU-efficient family (model v2 candidates); MODEL_CARD.md has their measured costs.
-    "mobile": ModelConfig(
-        "mobile", long_side=256, widths=(16, 24, 32, 64, 96), stage_depths=(1, 2, 3, 3), expansion=4
-    ),
+    "mobile": MOBILE,
     "mobile-video": MOBILE_VIDEO,
-    "mobile-wide": ModelConfig(
-        "mobile-wide", long_side=256, widths=(16, 24, 40, 80, 128), stage_depths=(1, 2, 3, 3), expansion=6
-    ),
+    "mobile-wide": MOBILE_WIDE,
     # "mobile-wide" with the previous-mask channel: 2.4x the parameters for about MediaPipe's cost
-    "mobile-wide-video": ModelConfig(
-        "mobile-wide-video",
-        long_side=256,
-        widths=(16, 24, 40, 80, 128),
-        stage_depths=(1, 2, 3, 3),
-        expansion=6,
-        previous_mask=True,
-    ),
+    "mobile-wide-video": replace(MOBILE_WIDE, name="mobile-wide-video", previous_mask=True),
 }
 DEFAULT_CONFIG = "realtime"
 
