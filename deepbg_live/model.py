@@ -127,6 +127,9 @@ CONFIGS: dict[str, ModelConfig] = {
     "mobile-wide": MOBILE_WIDE,
     # "mobile-wide" with the previous-mask channel: 2.4x the parameters for about MediaPipe's cost
     "mobile-wide-video": replace(MOBILE_WIDE, name="mobile-wide-video", previous_mask=True),
+    # "mobile-video" two blocks deeper at 1/16 and 1/32, where semantics are decided at little cost;
+    # it grows onto "fast" weights without changing their output.
+    "mobile-deep-video": replace(MOBILE_VIDEO, name="mobile-deep-video", stage_depths=(1, 2, 5, 5)),
 }
 DEFAULT_CONFIG = "realtime"
 
@@ -227,7 +230,9 @@ class InvertedResidual(nn.Module):
     """MobileNetV2's block: 1x1 expand, 3x3 depthwise (maybe strided), 1x1 project, plus a skip.
 
     Depthwise convs make it cheap to run; the expansion gives the depthwise conv enough channels
-    to learn from. The skip exists only where input and output shapes match.
+    to learn from. The skip exists only where input and output shapes match, and there the last
+    BN starts at zero: the block begins as the identity, so a stage can grow deeper on trained
+    weights without changing their output.
     """
 
     def __init__(self, cin: int, cout: int, stride: int = 1, expansion: int = 4):
@@ -242,6 +247,8 @@ class InvertedResidual(nn.Module):
             nn.Conv2d(hidden, cout, 1, bias=False),
             nn.BatchNorm2d(cout),
         )
+        if self.residual:
+            nn.init.zeros_(self.body[-1].weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x) if self.residual else self.body(x)

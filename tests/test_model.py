@@ -83,6 +83,18 @@ def test_a_newly_added_block_starts_as_the_identity(growth):
         assert torch.equal(plain(x), grown(x))
 
 
+def test_a_mobile_stage_grown_deeper_starts_as_the_identity():
+    plain = build_model("mobile-video").eval()
+    for norm in (m for m in plain.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        torch.nn.init.normal_(norm.weight)  # as trained weights are: no block is the identity
+    grown = build_model("mobile-deep-video").eval()
+    missing, unexpected = grown.load_state_dict(plain.state_dict(), strict=False)
+    assert missing and not unexpected
+    x = torch.randn(1, 4, 40, 60)
+    with torch.no_grad():
+        assert torch.allclose(plain(x), grown(x), atol=1e-6)
+
+
 def test_bottleneck_blocks_add_capacity_at_the_coarsest_level_only():
     plain = UNet(replace(CONFIGS["realtime"], bottleneck_blocks=0))
     grown = UNet(replace(CONFIGS["realtime"], bottleneck_blocks=2))

@@ -426,6 +426,18 @@ def test_fine_tuning_never_drops_trained_blocks():
     assert not can_grow_into(plain, replace(deep, base=8))
 
 
+def test_fine_tuning_may_deepen_mobile_stages_but_never_make_them_shallower():
+    from dataclasses import replace
+
+    from deepbg_live.model import CONFIGS
+    from training.train import can_grow_into
+
+    video, deep = CONFIGS["mobile-video"], CONFIGS["mobile-deep-video"]
+    assert can_grow_into(video, deep)
+    assert not can_grow_into(deep, video)
+    assert not can_grow_into(video, replace(video, stage_depths=(1, 2, 6, 2)))  # one stage loses a block
+
+
 def test_fine_tuning_may_change_the_inference_resolution():
     from dataclasses import replace
 

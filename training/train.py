@@ -461,7 +461,9 @@ class Trainer:
 def can_grow_into(start: ModelConfig, target: ModelConfig) -> bool:
     """Whether ``target`` is ``start`` plus only blocks that begin as the identity.
 
-    The inference resolution may differ: fine-tuning at a new ``long_side`` keeps every weight.
+    Those are a context block, bottleneck blocks, a previous-mask input, and more
+    inverted-residual blocks at the end of a MobileUNet stage. The inference resolution may
+    differ: fine-tuning at a new ``long_side`` keeps every weight.
     """
     grown = replace(
         start,
@@ -470,9 +472,14 @@ def can_grow_into(start: ModelConfig, target: ModelConfig) -> bool:
         context=target.context,
         bottleneck_blocks=target.bottleneck_blocks,
         previous_mask=target.previous_mask,
+        stage_depths=target.stage_depths,
+    )
+    deeper_stages = len(target.stage_depths) == len(start.stage_depths) and all(
+        new >= old for new, old in zip(target.stage_depths, start.stage_depths, strict=True)
     )
     return (
         grown == replace(target, name="")
+        and deeper_stages
         and target.context >= start.context
         and target.bottleneck_blocks >= start.bottleneck_blocks
         and target.previous_mask >= start.previous_mask
