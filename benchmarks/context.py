@@ -7,11 +7,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from deepbg_live.errors import UserError
 from deepbg_live.runtimes import default_threads
+
+if TYPE_CHECKING:
+    from deepbg_live.refine import EdgeRefiner
 
 DEFAULT_DATA_ROOT = Path("../shared/data")  # the shared layout, relative to a checkout
 DEFAULT_OUT = Path("bench-out")
@@ -31,7 +35,7 @@ class Contender:
 
     name: str
     probability: Callable[[np.ndarray], np.ndarray]
-    refiner: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+    refiner: EdgeRefiner | None = None
     video: Callable[[], Callable[[np.ndarray], np.ndarray]] | None = None
 
     def clip_probability(self) -> Callable[[np.ndarray], np.ndarray]:

@@ -188,15 +188,20 @@ def score_sequence(contender: Contender, sequence: Sequence, settings: TemporalS
     from deepbg_live.smoothing import TemporalSmoother
 
     strength = settings.strength if settings.strength is not None else TemporalSmoother().strength
-    variants = {"off": TemporalSmoother(0.0), "on": TemporalSmoother(strength)}
-    finish = (settings.refine and contender.refiner) or bilinear_alpha  # as the runtime makes the alpha
+    # (probability smoother, refined-alpha smoother), as the runtime's Pipeline pairs them
+    variants = {
+        name: (TemporalSmoother(s), TemporalSmoother(s)) for name, s in (("off", 0.0), ("on", strength))
+    }
+    refiner = settings.refine and contender.refiner
     alphas: dict[str, list[np.ndarray]] = {name: [] for name in variants}
     truths = []
     probability = contender.clip_probability()
     for frame, truth in sequence.frames():
         prob = probability(frame)
-        for name, smoother in variants.items():
-            alphas[name].append(finish(smoother(prob), frame))
+        for name, (smoother, alpha_smoother) in variants.items():
+            smoothed = smoother(prob)
+            alpha = refiner(smoothed, frame, alpha_smoother) if refiner else bilinear_alpha(smoothed, frame)
+            alphas[name].append(alpha)
         truths.append(truth)
     scores = {name: stability(alphas[name], truths, sequence.moving) for name in variants}
     return scores | {"strength": strength}

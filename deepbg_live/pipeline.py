@@ -136,6 +136,8 @@ class Pipeline:
         self.sinks = list(sinks)
         self.smoother = smoother or TemporalSmoother(0.0)
         self.refiner = refiner or EdgeRefiner()
+        # the refined alpha is steadied too, as strongly: the refiner passes on the frame's noise
+        self.alpha_smoother = TemporalSmoother(self.smoother.strength)
         self.mode = mode
         self.stats = Stats()
         # Frames given to process() are taken as one stream; run() starts a fresh one per source.
@@ -157,7 +159,7 @@ class Pipeline:
         """Full-resolution soft alpha, then the picture the outputs receive."""
         frame = item.frame
         start = t = mark()
-        alpha = self.refiner(item.prob, frame.image)
+        alpha = self.refiner(item.prob, frame.image, self.alpha_smoother)
         t = self.stats.add("refine", t)
         if self.mode is OutputMode.TRANSPARENT:
             image = with_alpha(frame.image, alpha)
@@ -227,6 +229,7 @@ class Pipeline:
         """
         self.stats = Stats()
         self._stream, self._temporal = self.segmenter.stream(), source.temporal
+        self.alpha_smoother.reset()
         quality = quality if source.live else None
         own = self.segmenter.runtime, self.segmenter.long_side
         bar = _progress_bar(source, progress)

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from deepbg_live.geometry import long_side_size
+from deepbg_live.smoothing import TemporalSmoother
 
 
 def box_mean(image: np.ndarray, radius: int) -> np.ndarray:
@@ -71,17 +72,27 @@ class EdgeRefiner:
         self.work_long_side = int(work_long_side)
         self.sharpen = float(sharpen)
 
-    def __call__(self, prob: np.ndarray, frame_bgr: np.ndarray) -> np.ndarray:
+    def __call__(
+        self, prob: np.ndarray, frame_bgr: np.ndarray, smoother: TemporalSmoother | None = None
+    ) -> np.ndarray:
+        """``smoother``, one per stream and kept by the caller, steadies the refined alpha over time.
+
+        The guided filter follows the frame's sensor noise near edges, so a still person's alpha
+        flickers even when the probability does not; smoothing at the working resolution costs a
+        fraction of doing it at frame size (see MODEL_CARD, "Smoothing after refinement").
+        """
         height, width = frame_bgr.shape[:2]
         prob = np.asarray(prob, dtype=np.float32)
-        alpha = self._guided_alpha(prob, frame_bgr) if self.guided else _to_uint8(prob)
+        alpha = self._guided_alpha(prob, frame_bgr, smoother) if self.guided else _to_uint8(prob)
         if self.feather:
             alpha = _feather(alpha, self.feather * alpha.shape[1] / width)
         if alpha.shape[:2] == (height, width):
             return alpha
         return cv2.resize(alpha, (width, height), interpolation=cv2.INTER_LINEAR)
 
-    def _guided_alpha(self, prob: np.ndarray, frame_bgr: np.ndarray) -> np.ndarray:
+    def _guided_alpha(
+        self, prob: np.ndarray, frame_bgr: np.ndarray, smoother: TemporalSmoother | None
+    ) -> np.ndarray:
         """Guided filter at the working resolution, returned as uint8 alpha there."""
         height, width = frame_bgr.shape[:2]
         size = long_side_size(width, height, min(self.work_long_side, max(width, height)))  # never upscale
@@ -94,6 +105,8 @@ class EdgeRefiner:
             refined -= np.float32(0.5)
             refined *= np.float32(self.sharpen)
             refined += np.float32(0.5)
+        if smoother is not None:
+            refined = smoother(refined)
         return _to_uint8(refined)
 
 

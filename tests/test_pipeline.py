@@ -195,3 +195,28 @@ def test_the_package_exposes_the_small_public_api():
     assert out.shape == frame.shape and alpha.dtype == np.uint8
     with pytest.raises(AttributeError):
         deepbg_live.NoSuchThing  # noqa: B018
+
+
+def test_the_refined_alpha_is_smoothed_as_strongly_as_the_probability_and_forgotten_between_sources(
+    tmp_path, segmenter
+):
+    frame = Frame(clip_frame(10, (160, 120), 30), 0, time.perf_counter(), None)
+    pipeline = Pipeline(segmenter, ColorBackground(), smoother=TemporalSmoother(0.5))
+    assert pipeline.alpha_smoother.strength == 0.5
+    pipeline.process(frame)
+    assert pipeline.alpha_smoother._state is not None
+    clip = make_clip(tmp_path / "c.mp4", frames=3, size=(160, 120), audio=False)
+    with open_source(input=clip) as source:
+        resets = []
+        original = pipeline.alpha_smoother.reset
+        pipeline.alpha_smoother.reset = lambda: (resets.append(True), original())[-1]
+        pipeline.run(source)
+    assert resets == [True]
+
+
+def test_without_smoothing_the_alpha_is_the_refiners_own(segmenter):
+    frames = [Frame(clip_frame(i, (160, 120), 30), i, time.perf_counter(), None) for i in (0, 15)]
+    pipeline = Pipeline(segmenter, ColorBackground())
+    for frame in frames:
+        result = pipeline.process(frame)
+    assert np.array_equal(result.alpha, pipeline.refiner(segmenter(frames[1].image), frames[1].image))

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from deepbg_live.refine import EdgeRefiner
+from deepbg_live.smoothing import TemporalSmoother
 
 HEIGHT, WIDTH = 360, 640
 
@@ -90,3 +91,44 @@ def test_bad_settings_are_rejected():
         EdgeRefiner(radius=0)
     with pytest.raises(ValueError):
         EdgeRefiner(feather=-1)
+
+
+def noisy_frames(frame: np.ndarray, count: int) -> list[np.ndarray]:
+    """The same still scene with fresh sensor noise in every frame, as a webcam films it."""
+    rng = np.random.default_rng(1)
+    return [np.clip(frame + rng.normal(0, 4, frame.shape), 0, 255).astype(np.uint8) for _ in range(count)]
+
+
+def mean_change(alphas: list[np.ndarray]) -> float:
+    return float(
+        np.mean(
+            [np.abs(a.astype(np.float32) - b).mean() for a, b in zip(alphas[:-1], alphas[1:], strict=True)]
+        )
+    )
+
+
+def test_a_smoother_steadies_the_refined_alpha_of_a_still_noisy_scene(scene):
+    frame, prob, _ = scene
+    refiner, frames = EdgeRefiner(), noisy_frames(frame, 12)
+    plain = [refiner(prob, f) for f in frames]
+    smoother = TemporalSmoother(0.5)
+    steadied = [refiner(prob, f, smoother) for f in frames]
+    assert mean_change(steadied) < 0.7 * mean_change(plain)
+
+
+def test_a_smoother_still_follows_a_person_who_moves(scene):
+    frame, prob, truth = scene
+    moved_frame, moved_truth = np.roll(frame, 60, axis=1), np.roll(truth, 60, axis=1)
+    moved_prob = np.roll(prob, 18, axis=1)  # 60 frame pixels at the probability's 192 / 640 scale
+    refiner, smoother = EdgeRefiner(), TemporalSmoother(0.5)
+    refiner(prob, frame, smoother)
+    followed = refiner(moved_prob, moved_frame, smoother)
+    assert edge_error(followed, moved_truth) < 1.2 * edge_error(refiner(moved_prob, moved_frame), moved_truth)
+
+
+def test_without_a_smoother_the_refiner_keeps_no_state(scene):
+    frame, prob, _ = scene
+    refiner = EdgeRefiner()
+    first = refiner(prob, frame)
+    refiner(np.roll(prob, 30, axis=1), np.roll(frame, 100, axis=1))
+    assert np.array_equal(refiner(prob, frame), first)
