@@ -192,7 +192,7 @@ def score_sequence(contender: Contender, sequence: Sequence, settings: TemporalS
     variants = {
         name: (TemporalSmoother(s), TemporalSmoother(s)) for name, s in (("off", 0.0), ("on", strength))
     }
-    refiner = settings.refine and contender.refiner
+    refiner = contender.refiner if settings.refine else None
     alphas: dict[str, list[np.ndarray]] = {name: [] for name in variants}
     truths = []
     probability = contender.clip_probability()

@@ -8,6 +8,7 @@ import pytest
 
 from deepbg_live.refine import EdgeRefiner
 from deepbg_live.smoothing import TemporalSmoother
+from tests.test_smoothing import mean_frame_to_frame_change
 
 HEIGHT, WIDTH = 360, 640
 
@@ -100,11 +101,8 @@ def noisy_frames(frame: np.ndarray, count: int) -> list[np.ndarray]:
 
 
 def mean_change(alphas: list[np.ndarray]) -> float:
-    return float(
-        np.mean(
-            [np.abs(a.astype(np.float32) - b).mean() for a, b in zip(alphas[:-1], alphas[1:], strict=True)]
-        )
-    )
+    """Mean frame-to-frame change of uint8 alphas (as floats, so that differences do not wrap)."""
+    return mean_frame_to_frame_change([a.astype(np.float32) for a in alphas])
 
 
 def test_a_smoother_steadies_the_refined_alpha_of_a_still_noisy_scene(scene):
