@@ -229,6 +229,7 @@ class Pipeline:
         """
         self.stats = Stats()
         self._stream, self._temporal = self.segmenter.stream(), source.temporal
+        self.smoother.reset()  # a new source: neither smoother blends it with the last one
         self.alpha_smoother.reset()
         quality = quality if source.live else None
         own = self.segmenter.runtime, self.segmenter.long_side

@@ -106,7 +106,7 @@ class EdgeRefiner:
             refined *= np.float32(self.sharpen)
             refined += np.float32(0.5)
         if smoother is not None:
-            refined = smoother(refined)
+            refined = smoother(refined, guide)  # held harder where the frame is still
         return _to_uint8(refined)
 
 

@@ -197,7 +197,7 @@ def test_the_package_exposes_the_small_public_api():
         deepbg_live.NoSuchThing  # noqa: B018
 
 
-def test_the_refined_alpha_is_smoothed_as_strongly_as_the_probability_and_forgotten_between_sources(
+def test_the_refined_alpha_is_smoothed_as_strongly_as_the_probability_and_both_forget_between_sources(
     tmp_path, segmenter
 ):
     frame = Frame(clip_frame(10, (160, 120), 30), 0, time.perf_counter(), None)
@@ -206,12 +206,13 @@ def test_the_refined_alpha_is_smoothed_as_strongly_as_the_probability_and_forgot
     pipeline.process(frame)
     assert pipeline.alpha_smoother._state is not None
     clip = make_clip(tmp_path / "c.mp4", frames=3, size=(160, 120), audio=False)
+    resets = []
+    for name, smoother in (("probability", pipeline.smoother), ("alpha", pipeline.alpha_smoother)):
+        original = smoother.reset
+        smoother.reset = lambda name=name, original=original: (resets.append(name), original())[-1]
     with open_source(input=clip) as source:
-        resets = []
-        original = pipeline.alpha_smoother.reset
-        pipeline.alpha_smoother.reset = lambda: (resets.append(True), original())[-1]
         pipeline.run(source)
-    assert resets == [True]
+    assert sorted(resets) == ["alpha", "probability"]  # a new source blends with neither
 
 
 def test_without_smoothing_the_alpha_is_the_refiners_own(segmenter):

@@ -95,3 +95,58 @@ def test_reset_forgets_the_previous_mask():
     smoother.reset()
     half = np.full(SHAPE, 0.5, np.float32)
     np.testing.assert_array_equal(smoother(half), half)
+
+
+# --- with the frame as a guide (as the refiner smooths its alpha) ---------------------------
+
+
+def still_scene(count: int, seed: int = 1) -> list[np.ndarray]:
+    """A still grey frame with a little sensor noise: nothing in it moves."""
+    rng = np.random.default_rng(seed)
+    base = np.tile(np.linspace(0.2, 0.8, SHAPE[1], dtype=np.float32), (SHAPE[0], 1))
+    return [(base + rng.normal(0, 3 / 255, SHAPE)).astype(np.float32) for _ in range(count)]
+
+
+def jittery_alpha(count: int, seed: int = 2) -> list[np.ndarray]:
+    """A still person's alpha with the guided filter's small noise on it."""
+    rng = np.random.default_rng(seed)
+    soft = np.clip(person_mask(60) * 0.9 + 0.05, 0, 1)
+    return [np.clip(soft + rng.normal(0, 0.03, SHAPE), 0, 1).astype(np.float32) for _ in range(count)]
+
+
+def test_a_still_guide_holds_small_alpha_noise_harder():
+    alphas, scene = jittery_alpha(40), still_scene(40)
+    plain, guided = TemporalSmoother(0.5), TemporalSmoother(0.5)
+    without = [plain(a) for a in alphas][10:]
+    with_guide = [guided(a, g) for a, g in zip(alphas, scene, strict=True)][10:]
+    assert mean_frame_to_frame_change(with_guide) < 0.6 * mean_frame_to_frame_change(without)
+
+
+def test_where_the_guide_changes_the_smoother_is_as_quick_as_without_one():
+    alphas = jittery_alpha(6)
+    moving = [np.full(SHAPE, i % 2, np.float32) for i in range(len(alphas))]  # lights off, on, off...
+    plain, guided = TemporalSmoother(0.5), TemporalSmoother(0.5)
+    for alpha, guide in zip(alphas, moving, strict=True):
+        np.testing.assert_allclose(guided(alpha, guide), plain(alpha), atol=1e-6)
+
+
+def test_a_person_who_moves_in_a_still_lit_scene_is_still_followed():
+    smoother, scene = TemporalSmoother(1.0), still_scene(13)
+    for guide in scene[:10]:
+        smoother(person_mask(30), guide)
+    after = person_mask(100)
+    outputs = [smoother(after, guide) for guide in scene[10:]]
+    assert np.abs(outputs[0] - after).max() < 0.1  # a full flip needs no help from the guide
+
+
+def test_a_guide_of_another_shape_is_rejected():
+    with pytest.raises(ValueError, match="guide"):
+        TemporalSmoother(0.5)(person_mask(60), np.zeros((10, 10), np.float32))
+
+
+def test_reset_forgets_the_previous_guide_too():
+    smoother, scene = TemporalSmoother(0.9), still_scene(2)
+    smoother(np.zeros(SHAPE, np.float32), scene[0])
+    smoother.reset()
+    half = np.full(SHAPE, 0.5, np.float32)
+    np.testing.assert_array_equal(smoother(half, scene[1]), half)
