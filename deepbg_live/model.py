@@ -88,6 +88,10 @@ class ModelConfig:
             "decoder_stride 2 or 4": self.decoder_stride in (2, 4),
         }
 
+    def same_network(self, other: ModelConfig) -> bool:
+        """True when ``other`` describes the same network, whatever either is called."""
+        return replace(self, name=other.name) == other
+
     @property
     def is_mobile(self) -> bool:
         return bool(self.widths)

@@ -15,7 +15,6 @@ weights byte for byte as they are and writes only the ONNX, so an int8 file besi
 from __future__ import annotations
 
 import copy
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -58,7 +57,7 @@ def onnx_max_error(onnx_bytes: bytes, model: torch.nn.Module, sizes=((144, 192),
 
 def relabel(config: ModelConfig, target: ModelConfig) -> ModelConfig:
     """``target`` if it describes the same network as ``config`` (all but the name); else exit."""
-    if dataclasses.replace(config, name=target.name) != target:
+    if not config.same_network(target):
         click.echo(f"Error: the weights are a {config}, not a {target}; nothing written", err=True)
         sys.exit(1)
     return target

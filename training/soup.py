@@ -9,7 +9,6 @@ The soup is an ordinary weights file: export and score it like any run's ``best.
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -32,9 +31,8 @@ def average_weights(paths: list[Path]) -> torch.nn.Module:
     if len(paths) < 2:
         raise SoupError("a soup needs at least two weights files")
     models = [load_weights(path)[0] for path in paths]
-    shape = dataclasses.replace(models[0].config, name="")
     for path, model in zip(paths[1:], models[1:], strict=True):
-        if dataclasses.replace(model.config, name="") != shape:
+        if not model.config.same_network(models[0].config):
             raise SoupError(
                 f"'{path}' is another network than '{paths[0]}'; only runs of one network average"
             )
@@ -62,7 +60,7 @@ def main(out: Path, weights: tuple[Path, ...]) -> None:
         sys.exit(1)
     try:
         soup = average_weights(list(weights))
-    except (SoupError, ValueError) as exc:
+    except ValueError as exc:  # a SoupError, or a file that is not a deepbg-live model
         click.echo(f"Error: {exc}; nothing written", err=True)
         sys.exit(1)
     out.parent.mkdir(parents=True, exist_ok=True)
