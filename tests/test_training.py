@@ -14,7 +14,14 @@ import pytest
 import torch
 
 from evaluation.layout import CACHE_LONG_SIDE, DatasetError, Pair, find_pairs, read_pair, split_pairs
-from training.data import cache_pairs, occlude, paste_distractor, repeat_by_source
+from training.data import (
+    SegmentationDataset,
+    cache_pairs,
+    occlude,
+    paste_distractor,
+    paste_onto_photo,
+    repeat_by_source,
+)
 from training.train import LOSSES, TrainConfig, Trainer, lovasz_loss
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -254,6 +261,61 @@ def test_distractor_pasting_is_reproducible_and_leaves_its_inputs_alone():
     second = paste_distractor(image, mask, dog_cutout(), random.Random(3))
     assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
     assert np.array_equal(image, before[0]) and np.array_equal(mask, before[1])
+
+
+def another_photo_with_a_person() -> tuple[np.ndarray, np.ndarray]:
+    """A green scene, larger than the first photo, with its own person: a red bar on the left."""
+    image = np.full((90, 70, 3), (0, 160, 0), np.uint8)
+    mask = np.zeros((90, 70), np.uint8)
+    image[:, :20], mask[:, :20] = (255, 0, 0), 255
+    return image, mask
+
+
+def test_a_person_pasted_onto_another_photo_keeps_both_photos_people_and_nothing_else():
+    image, mask = person_on_plain_background()
+    other_image, other_mask = another_photo_with_a_person()
+    saw_other_person = 0
+    for seed in range(20):
+        pasted, new_mask = paste_onto_photo(image, mask, (other_image, other_mask), random.Random(seed))
+        assert pasted.shape == image.shape and new_mask.shape == mask.shape
+        assert (new_mask >= mask).all(), "the pasted person stays person"
+        red = np.abs(pasted.astype(int) - (255, 0, 0)).sum(axis=2) < 12
+        green = np.abs(pasted.astype(int) - (0, 160, 0)).sum(axis=2) < 12
+        assert green.any(), "the other photo shows behind the person"
+        assert new_mask[green].max() < 0.1 * 255, "its scenery is background"
+        assert (new_mask[red] > 0.9 * 255).all(), "its person is person"
+        saw_other_person += bool(red.any())
+    assert saw_other_person > 5, "the other photo's person is in view in some samples"
+
+
+def test_a_person_pasted_in_front_of_another_leaves_no_seam_in_the_label():
+    image, mask = person_on_plain_background()
+    crowd = np.full((90, 70, 3), (255, 0, 0), np.uint8), np.full((90, 70), 255, np.uint8)
+    _, new_mask = paste_onto_photo(image, mask, crowd, random.Random(0))
+    assert (new_mask == 255).all(), "person in front of person is person, outline included"
+
+
+def test_pasting_onto_another_photo_is_reproducible_and_leaves_its_inputs_alone():
+    image, mask = person_on_plain_background()
+    other = another_photo_with_a_person()
+    before = [a.copy() for a in (image, mask, *other)]
+    first = paste_onto_photo(image, mask, other, random.Random(5))
+    second = paste_onto_photo(image, mask, other, random.Random(5))
+    assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+    assert all(np.array_equal(a, b) for a, b in zip((image, mask, *other), before, strict=True))
+
+
+def test_the_dataset_pastes_onto_other_photos_only_when_asked():
+    samples = [person_on_plain_background(), another_photo_with_a_person()]
+
+    def labels(copy_paste_p: float) -> list[torch.Tensor]:
+        dataset = SegmentationDataset(samples, [], crop=32, long_side=48, copy_paste_p=copy_paste_p)
+        return [dataset[0][1] for dataset.epoch in range(12)]
+
+    plain, pasted = labels(0.0), labels(1.0)
+    assert any(not torch.equal(a, b) for a, b in zip(plain, pasted, strict=True))
+    # Off, the sample stream is the one older recipes saw: the option draws no random numbers.
+    assert all(torch.equal(a, b) for a, b in zip(plain, labels(0.0), strict=True))
 
 
 def test_an_image_without_a_person_can_still_be_occluded():

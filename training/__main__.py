@@ -96,6 +96,13 @@ DEFAULTS = TrainConfig()
     help="Share of samples with an animal or vehicle pasted beside, behind or in front of the person.",
 )
 @click.option(
+    "--copy-paste-p",
+    type=click.FloatRange(0, 1),
+    default=DEFAULTS.copy_paste_p,
+    help="Share of the samples not composited onto a background that are pasted onto another training "
+    "photo instead (its people stay person): real scenes behind people, and groups.",
+)
+@click.option(
     "--repeat",
     multiple=True,
     metavar="FOLDER=N",

@@ -119,6 +119,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
         occlude_p: float = 0.0,
         distractors: list[tuple[np.ndarray, np.ndarray]] | None = None,
         distractor_p: float = 0.0,
+        copy_paste_p: float = 0.0,
         previous_mask: bool = False,
     ):
         """``previous_mask``: add the fourth input channel (``ModelConfig.previous_mask``)."""
@@ -131,6 +132,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
         self.occlude_p = occlude_p if backgrounds else 0.0
         self.distractors = distractors or []
         self.distractor_p = distractor_p if self.distractors else 0.0
+        self.copy_paste_p = copy_paste_p if len(samples) > 1 else 0.0
         self.epoch = 0
         self.augment = photometric_augmentation()
         self.perturb = previous_mask_perturbation() if previous_mask else None
@@ -143,6 +145,9 @@ class SegmentationDataset(torch.utils.data.Dataset):
         image, mask = self.samples[index]
         if rng.random() < self.composite_p:
             image = composite_on(image, mask, rng.choice(self.backgrounds), rng)
+        # Never both: a new background would hide the other photo's people, who stay in the label.
+        elif self.copy_paste_p and rng.random() < self.copy_paste_p:
+            image, mask = paste_onto_photo(image, mask, self._other_sample(index, rng), rng)
         if rng.random() < self.occlude_p:
             image, mask = occlude(image, mask, rng.choice(self.backgrounds), rng)
         if rng.random() < self.distractor_p:
@@ -155,6 +160,10 @@ class SegmentationDataset(torch.utils.data.Dataset):
         if self.perturb is not None:
             image = torch.cat([image, self.previous_mask(out["mask"], rng)[None]])
         return image, target
+
+    def _other_sample(self, index: int, rng: random.Random) -> tuple[np.ndarray, np.ndarray]:
+        other = rng.randrange(len(self.samples) - 1)
+        return self.samples[other + (other >= index)]
 
     def previous_mask(self, mask: np.ndarray, rng: random.Random) -> torch.Tensor:
         """The previous-mask channel for a sample whose truth is ``mask``: neutral, or a perturbed copy."""
@@ -184,15 +193,36 @@ def composite_on(
     image: np.ndarray, mask: np.ndarray, background: np.ndarray, rng: random.Random
 ) -> np.ndarray:
     """Paste the person in ``image`` onto ``background`` (cover-fitted), with a soft edge."""
-    height, width = image.shape[:2]
-    scale = max(height / background.shape[0], width / background.shape[1]) * rng.uniform(1.0, 1.5)
-    bg = cv2.resize(
-        background, (int(np.ceil(background.shape[1] * scale)), int(np.ceil(background.shape[0] * scale)))
-    )
-    top = rng.randint(0, bg.shape[0] - height)
-    left = rng.randint(0, bg.shape[1] - width)
-    bg = bg[top : top + height, left : left + width]
+    (bg,) = cover_fit([background], image.shape[:2], rng)
     return blend(image, bg, cv2.GaussianBlur(mask, (3, 3), 0))
+
+
+def paste_onto_photo(
+    image: np.ndarray, mask: np.ndarray, other: tuple[np.ndarray, np.ndarray], rng: random.Random
+) -> tuple[np.ndarray, np.ndarray]:
+    """Paste the person in ``image`` onto another training photo, whose own people stay person.
+
+    Simple copy-paste (Ghiasi et al., 2021): real indoor and outdoor scenes behind the person, far
+    more varied than the background folder, and scenes with several people. The label is the union
+    of both photos' people, with the pasted person in front.
+    """
+    other_image, other_mask = cover_fit(list(other), image.shape[:2], rng)
+    alpha = cv2.GaussianBlur(mask, (3, 3), 0)
+    # Where the pasted person covers a fraction alpha of a pixel, that fraction is person; the
+    # rest shows the other photo. As in composite_on, the pasted person's own label stays as it was.
+    union = blend(np.full_like(mask, 255), other_mask, alpha)
+    return blend(image, other_image, alpha), np.maximum(mask, union)
+
+
+def cover_fit(pictures: list[np.ndarray], size: tuple[int, int], rng: random.Random) -> list[np.ndarray]:
+    """One random ``size`` (h, w) window of same-sized ``pictures``, scaled up to cover it."""
+    height, width = size
+    source_h, source_w = pictures[0].shape[:2]
+    scale = max(height / source_h, width / source_w) * rng.uniform(1.0, 1.5)
+    scaled = (int(np.ceil(source_w * scale)), int(np.ceil(source_h * scale)))
+    top = rng.randint(0, scaled[1] - height)
+    left = rng.randint(0, scaled[0] - width)
+    return [cv2.resize(p, scaled)[top : top + height, left : left + width] for p in pictures]
 
 
 def occluder_shape(size: int, rng: random.Random) -> np.ndarray:

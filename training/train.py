@@ -52,6 +52,7 @@ class TrainConfig:
     occlude_p: float = 0.0  # share of samples with a background blob held across the person
     distractors: str | None = None  # object cut-outs [default: DATA_ROOT/objects-davis]
     distractor_p: float = 0.3  # share of samples with an animal or vehicle pasted beside the person
+    copy_paste_p: float = 0.0  # share of the samples not composited that are pasted onto another photo
     repeat: dict[str, int] = field(default_factory=dict)  # training folder -> copies per epoch (0 drops it)
     loss: str = DEFAULT_LOSS  # a key of LOSSES
     boundary_weight: float = 0.0  # extra BCE weight in the band around the true outline
@@ -230,6 +231,7 @@ class Trainer:
             occlude_p=cfg.occlude_p,
             distractors=D.load_distractors(self._data_folder(cfg.distractors, "objects-davis")),
             distractor_p=cfg.distractor_p,
+            copy_paste_p=cfg.copy_paste_p,
             previous_mask=cfg.model_config.previous_mask,
         )
         self.val_samples = D.cache_pairs(self.val_pairs, progress=show)
