@@ -14,7 +14,7 @@ import numpy as np
 from deepbg_live.errors import UserError
 from deepbg_live.geometry import long_side_size
 from deepbg_live.preprocess import shrink, to_batch
-from deepbg_live.prior import PreviousMask, neutral_prior, with_prior
+from deepbg_live.prior import CutDetector, PreviousMask, neutral_prior, with_prior
 from deepbg_live.runtimes import Backend, Precision, Runtime, open_runtime
 
 # The network pads each side up to a multiple of its stride (at most 32) by reflection, which needs
@@ -132,23 +132,29 @@ class SegmentStream:
 
     A model that takes none (such as the default ``realtime``, which the live controller may swap for
     ``fast``) is run as for photos, and the memory is dropped, so that a later switch does not see a
-    stale mask. A cut or a change of
-    frame size starts afresh by itself (``PreviousMask``); ``reset()`` is for a new source.
+    stale mask. Every frame is checked for a cut, whatever the model: ``cut`` says whether the last
+    frame began a new shot, which starts the memory afresh by itself (and tells the pipeline to
+    reset its smoothers); ``reset()`` is for a new source.
     """
 
     def __init__(self, segmenter: Segmenter):
         self.segmenter = segmenter
         self.memory = PreviousMask()
+        self.cuts = CutDetector()
+        self.cut = False
 
     def reset(self) -> None:
         self.memory.reset()
+        self.cuts.reset()
+        self.cut = False
 
     def infer(self, frame_bgr: np.ndarray, batch: np.ndarray) -> np.ndarray:
         """The probability for ``frame_bgr``, whose preprocessed batch is ``batch``."""
+        self.cut = self.cuts(frame_bgr)
         if not self.segmenter.takes_previous_mask:
             self.memory.reset()
             return self.segmenter.infer(batch)
-        prior = self.memory.prior_for(frame_bgr, (batch.shape[-1], batch.shape[-2]))
+        prior = self.memory.prior_for((batch.shape[-1], batch.shape[-2]), self.cut)
         prob = self.segmenter.infer(batch, prior)
         self.memory.remember(prob)
         return prob

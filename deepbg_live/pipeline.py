@@ -104,6 +104,7 @@ class Segmented:
     frame: Frame
     prob: np.ndarray  # person probability at model resolution, smoothed
     work_ms: float  # wall ms it took
+    cut: bool = False  # the frame begins a new shot: nothing before it is blended into it
 
 
 @dataclass
@@ -151,14 +152,19 @@ class Pipeline:
         t = self.stats.add("preprocess", t)
         prob = self._stream.infer(frame.image, batch)
         t = self.stats.add("inference", t)
+        cut = self._stream.cut
+        if cut:
+            self.smoother.reset()  # or the last shot's person would linger, fading, in the new one
         prob = self.smoother(prob)
         t = self.stats.add("smoothing", t)
-        return Segmented(frame, prob, (t.wall - start.wall) * 1000)
+        return Segmented(frame, prob, (t.wall - start.wall) * 1000, cut)
 
     def compose(self, item: Segmented) -> Result:
         """Full-resolution soft alpha, then the picture the outputs receive."""
         frame = item.frame
         start = t = mark()
+        if item.cut:
+            self.alpha_smoother.reset()  # on this thread, which alone uses it
         alpha = self.refiner(item.prob, frame.image, self.alpha_smoother)
         t = self.stats.add("refine", t)
         if self.mode is OutputMode.TRANSPARENT:

@@ -32,28 +32,43 @@ def with_prior(batch: np.ndarray, prior: np.ndarray) -> np.ndarray:
     return np.concatenate([batch, prior[None, None].astype(np.float32, copy=False)], axis=1)
 
 
-class PreviousMask:
-    """One stream's memory: the last probability, and a thumbnail of the last frame to notice cuts.
+class CutDetector:
+    """Notices a cut: each frame is compared with the last by a small grey thumbnail.
 
-    For each frame, ``prior_for(frame, size)`` gives the channel at the model's input size, and
-    ``remember(probability)`` then stores the model's answer for that frame. ``reset()`` forgets,
-    for a new source; a cut or a change of size forgets by itself.
+    ``detector(frame)`` is True when the thumbnail's mean absolute change exceeds ``threshold``
+    (a new shot, or another video spliced on), False for the first frame and for ordinary motion.
     """
 
-    def __init__(self, cut_threshold: float = CUT_THRESHOLD):
-        self.cut_threshold = cut_threshold
-        self._probability: np.ndarray | None = None
+    def __init__(self, threshold: float = CUT_THRESHOLD):
+        self.threshold = threshold
         self._thumbnail: np.ndarray | None = None
 
     def reset(self) -> None:
-        self._probability = self._thumbnail = None
+        self._thumbnail = None
 
-    def prior_for(self, frame_bgr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-        """The previous-mask channel for ``frame_bgr`` at the model input ``size`` ``(w, h)``."""
+    def __call__(self, frame_bgr: np.ndarray) -> bool:
+        thumbnail = _thumbnail(frame_bgr)
+        last, self._thumbnail = self._thumbnail, thumbnail
+        return last is not None and float(cv2.absdiff(thumbnail, last).mean()) > self.threshold
+
+
+class PreviousMask:
+    """One stream's memory of the model's last probability.
+
+    For each frame, ``prior_for(size, cut)`` gives the channel at the model's input size (neutral
+    after a cut, which ``CutDetector`` tells), and ``remember(probability)`` then stores the
+    model's answer for that frame. ``reset()`` forgets, for a new source.
+    """
+
+    def __init__(self):
+        self._probability: np.ndarray | None = None
+
+    def reset(self) -> None:
+        self._probability = None
+
+    def prior_for(self, size: tuple[int, int], cut: bool = False) -> np.ndarray:
+        """The previous-mask channel at the model input ``size`` ``(w, h)``."""
         width, height = size
-        thumbnail = _thumbnail(frame_bgr)  # once per frame: kept to compare the next frame with
-        cut = self._thumbnail is not None and self._changed(thumbnail)
-        self._thumbnail = thumbnail
         if self._probability is None or cut:
             self._probability = None
             return neutral_prior(height, width)
@@ -65,10 +80,8 @@ class PreviousMask:
         """The model's answer for the frame last given to ``prior_for``."""
         self._probability = probability
 
-    def _changed(self, thumbnail: np.ndarray) -> bool:
-        return float(cv2.absdiff(thumbnail, self._thumbnail).mean()) > self.cut_threshold
-
 
 def _thumbnail(frame_bgr: np.ndarray) -> np.ndarray:
-    grey = frame_bgr if frame_bgr.ndim == 2 else cv2.cvtColor(frame_bgr[:, :, :3], cv2.COLOR_BGR2GRAY)
-    return cv2.resize(grey, _THUMBNAIL, interpolation=cv2.INTER_AREA)
+    # Shrunk first, then made grey: every frame of every stream pays for this, so convert 768 pixels.
+    small = cv2.resize(frame_bgr, _THUMBNAIL, interpolation=cv2.INTER_AREA)
+    return small if small.ndim == 2 else cv2.cvtColor(small[:, :, :3], cv2.COLOR_BGR2GRAY)

@@ -14,6 +14,7 @@ from deepbg_live.composite import ColorBackground, composite
 from deepbg_live.engine import Segmenter
 from deepbg_live.outputs import SinkBase
 from deepbg_live.pipeline import OutputMode, Pipeline, Stats
+from deepbg_live.prior import CUT_THRESHOLD
 from deepbg_live.smoothing import TemporalSmoother
 from tests.media import SQUARE_BGR, clip_frame, make_clip
 from tests.test_cli import red_is_person_model
@@ -213,6 +214,25 @@ def test_the_refined_alpha_is_smoothed_as_strongly_as_the_probability_and_both_f
     with open_source(input=clip) as source:
         pipeline.run(source)
     assert sorted(resets) == ["alpha", "probability"]  # a new source blends with neither
+
+
+def test_a_cut_starts_both_smoothers_afresh(segmenter):
+    """The first frame of a new shot is what it would be with no past: no trace of the last shot."""
+    dark = np.full((120, 160, 3), (40, 40, 48), np.uint8)  # person probability about 0.83
+    bright = np.full((120, 160, 3), (200, 190, 200), np.uint8)  # about 0.66: a change smoothing holds back
+
+    def first_frame_of_the_bright_shot(cut_threshold: float) -> np.ndarray:
+        pipeline = Pipeline(segmenter, ColorBackground(), smoother=TemporalSmoother(0.5))
+        pipeline._stream.cuts.threshold = cut_threshold
+        for i in range(5):
+            pipeline.process(Frame(dark, i, time.perf_counter(), None))
+        return pipeline.process(Frame(bright, 5, time.perf_counter(), None)).alpha
+
+    fresh = Pipeline(segmenter, ColorBackground(), smoother=TemporalSmoother(0.5))
+    without_history = fresh.process(Frame(bright, 0, time.perf_counter(), None)).alpha
+    assert np.array_equal(first_frame_of_the_bright_shot(CUT_THRESHOLD), without_history)
+    unnoticed = first_frame_of_the_bright_shot(np.inf)
+    assert unnoticed.mean() > without_history.mean() + 25, "an unnoticed cut would carry the dark shot over"
 
 
 def test_without_smoothing_the_alpha_is_the_refiners_own(segmenter):
