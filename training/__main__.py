@@ -100,7 +100,8 @@ DEFAULTS = TrainConfig()
     type=click.FloatRange(0, 1),
     default=DEFAULTS.copy_paste_p,
     help="Share of the samples not composited onto a background that are pasted onto another training "
-    "photo instead (its people stay person): real scenes behind people, and groups.",
+    "photo instead (its people stay person): real scenes behind people, and groups. Off by default: "
+    "it cost `fast` accuracy on portraits and selfies (MODEL_CARD.md, run v2-15).",
 )
 @click.option(
     "--repeat",
