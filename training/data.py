@@ -194,7 +194,7 @@ def composite_on(
 ) -> np.ndarray:
     """Paste the person in ``image`` onto ``background`` (cover-fitted), with a soft edge."""
     (bg,) = cover_fit([background], image.shape[:2], rng)
-    return blend(image, bg, cv2.GaussianBlur(mask, (3, 3), 0))
+    return blend(image, bg, soft_edge(mask))
 
 
 def paste_onto_photo(
@@ -207,11 +207,16 @@ def paste_onto_photo(
     of both photos' people, with the pasted person in front.
     """
     other_image, other_mask = cover_fit(list(other), image.shape[:2], rng)
-    alpha = cv2.GaussianBlur(mask, (3, 3), 0)
+    alpha = soft_edge(mask)
     # Where the pasted person covers a fraction alpha of a pixel, that fraction is person; the
     # rest shows the other photo. As in composite_on, the pasted person's own label stays as it was.
     union = blend(np.full_like(mask, 255), other_mask, alpha)
     return blend(image, other_image, alpha), np.maximum(mask, union)
+
+
+def soft_edge(mask: np.ndarray) -> np.ndarray:
+    """The alpha a pasted person is blended with: its mask, a pixel softer at the outline."""
+    return cv2.GaussianBlur(mask, (3, 3), 0)
 
 
 def cover_fit(pictures: list[np.ndarray], size: tuple[int, int], rng: random.Random) -> list[np.ndarray]:
