@@ -92,7 +92,9 @@ def runtime_rows(ctx: Context, frame: np.ndarray, frames: int) -> list[dict]:
             for spinning in (True, False) if threads > 1 else (True,):
                 segmenter = open_ours(ctx, threads, spinning)
                 batch = segmenter.preprocess(frame)
-                cost = model_cost(lambda s=segmenter, b=batch: s.infer(b), frames, paced)
+                # a video frame's one look, with the previous mask a stream would give it
+                prior = segmenter.infer(batch) if segmenter.takes_previous_mask else None
+                cost = model_cost(lambda s=segmenter, b=batch, p=prior: s.infer(b, p), frames, paced)
                 rows.append({"paced": paced, "threads": threads, "spinning": spinning, **cost})
                 del segmenter  # its threads go, so they cannot spin through the next row
     return rows

@@ -280,8 +280,14 @@ def frame_latency(
 def latency_models(
     ctx: Context, references: list[ReferenceSettings]
 ) -> dict[str, Callable[[int], Predictor]]:
-    """Ours (the product's ``Segmenter`` and runtime) and each reference, openable at any thread count."""
-    models: dict[str, Callable[[int], Predictor]] = {"ours": lambda count: ctx.segmenter(threads=count)}
+    """Ours (the product's ``Segmenter`` and runtime) and each reference, openable at any thread count.
+
+    Ours runs as a stream, as on video: after the first frame (whose second look a photo gets too),
+    one look a frame, with the previous mask fed back and the check for a cut.
+    """
+    models: dict[str, Callable[[int], Predictor]] = {
+        "ours": lambda count: ctx.segmenter(threads=count).stream()
+    }
     for settings in references:
         models[settings.label] = lambda count, s=settings: OnnxSegmenter(s, count)
     return models

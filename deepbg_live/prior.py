@@ -6,7 +6,9 @@ background blobs from blinking. The network is trained with perturbed copies of 
 channel (shifted, grown, shrunk, holed; ``training.data.previous_mask_perturbation``) and with the
 neutral value everywhere, so that it learns to use the hint without trusting it blindly.
 
-A photo, the first frame of a stream and the first frame after a cut get the neutral channel.
+A photo, the first frame of a stream and the first frame after a cut have no history. The
+segmenter then looks twice: first with the neutral channel, then with its own first answer, which
+is what a still camera's second frame gets (``deepbg_live.engine.Segmenter``).
 """
 
 from __future__ import annotations
@@ -55,8 +57,8 @@ class CutDetector:
 class PreviousMask:
     """One stream's memory of the model's last probability.
 
-    For each frame, ``prior_for(size, cut)`` gives the channel at the model's input size (neutral
-    after a cut, which ``CutDetector`` tells), and ``remember(probability)`` then stores the
+    For each frame, ``prior_for(size, cut)`` gives the channel at the model's input size (None
+    when there is no history: a new stream, or a cut, which ``CutDetector`` tells), and ``remember(probability)`` then stores the
     model's answer for that frame. ``reset()`` forgets, for a new source.
     """
 
@@ -66,12 +68,12 @@ class PreviousMask:
     def reset(self) -> None:
         self._probability = None
 
-    def prior_for(self, size: tuple[int, int], cut: bool = False) -> np.ndarray:
-        """The previous-mask channel at the model input ``size`` ``(w, h)``."""
+    def prior_for(self, size: tuple[int, int], cut: bool = False) -> np.ndarray | None:
+        """The previous-mask channel at the model input ``size`` ``(w, h)``, or None: no history."""
         width, height = size
         if self._probability is None or cut:
             self._probability = None
-            return neutral_prior(height, width)
+            return None
         if self._probability.shape != (height, width):  # the adaptive controller changed the input size
             return cv2.resize(self._probability, (width, height), interpolation=cv2.INTER_LINEAR)
         return self._probability

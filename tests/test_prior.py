@@ -18,10 +18,8 @@ def probability(value: float, size=(32, 24)) -> np.ndarray:
     return np.full(size[::-1], value, np.float32)
 
 
-def test_a_new_stream_gets_the_neutral_channel():
-    prior = PreviousMask().prior_for((32, 24))
-    assert prior.shape == (24, 32) and prior.dtype == np.float32
-    assert np.all(prior == NEUTRAL)
+def test_a_new_stream_has_no_previous_mask():
+    assert PreviousMask().prior_for((32, 24)) is None
 
 
 def test_the_next_frame_gets_the_last_answer():
@@ -31,11 +29,12 @@ def test_the_next_frame_gets_the_last_answer():
     assert np.all(memory.prior_for((32, 24)) == np.float32(0.9))
 
 
-def test_a_cut_gets_the_neutral_channel():
+def test_a_cut_has_no_previous_mask():
     memory = PreviousMask()
     memory.prior_for((32, 24))
     memory.remember(probability(0.9))
-    assert np.all(memory.prior_for((32, 24), cut=True) == NEUTRAL)
+    assert memory.prior_for((32, 24), cut=True) is None
+    assert memory.prior_for((32, 24)) is None, "the last shot's answer is forgotten"
 
 
 def test_reset_forgets_the_stream():
@@ -43,7 +42,7 @@ def test_reset_forgets_the_stream():
     memory.prior_for((32, 24))
     memory.remember(probability(0.9))
     memory.reset()
-    assert np.all(memory.prior_for((32, 24)) == NEUTRAL)
+    assert memory.prior_for((32, 24)) is None
 
 
 def test_a_new_input_size_gets_the_last_answer_resized():

@@ -221,3 +221,32 @@ def test_real_references_find_the_astronaut_that_ours_finds(tmp_path, capfd):
     assert min(iou.values()) > 0.5, iou  # every reference sees a person, SINet's BGR input included
     assert all(row["ms"]["1"] > 0 and row["flicker_still"]["on"] is not None for row in rows)
     assert "Initializer" not in capfd.readouterr().err  # SINet's harmless warnings are silenced
+
+
+class FourChannelCounter:
+    """A Runtime that reads the previous mask: counts its calls, answers 0.7 everywhere."""
+
+    name = "onnxruntime"
+    precision = "fp32"
+    long_side = 64
+    input_channels = 4
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        return np.full((1, 1, *batch.shape[-2:]), 0.7, np.float32)
+
+
+def test_ours_is_timed_as_on_video_one_look_a_frame_after_the_first(tmp_path, monkeypatch):
+    from deepbg_live.engine import Segmenter
+
+    runtime = FourChannelCounter()
+    ctx = Context(out=tmp_path, quick=True, data_root=tmp_path / "data", threads=1, progress=False)
+    monkeypatch.setattr(ctx, "segmenter", lambda threads=None: Segmenter(runtime))
+    latency = reference.frame_latency(
+        reference.latency_models(ctx, []), ["640x480"], threads=(1,), repeats=5, progress=False
+    )
+    frames = 3 + latency["ours"][0]["n"]  # the untimed warm-up calls, then the timed ones
+    assert runtime.calls == frames + 1, "only the first frame, which has no history, gets a second look"

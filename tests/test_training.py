@@ -563,11 +563,12 @@ def recording(cls, made: list):
 
 
 @pytest.mark.parametrize(
-    ("flags", "flip_average", "refined"),
-    [([], True, True), (["--no-flip-average"], False, True), (["--no-refine"], True, False)],
+    ("flags", "flip_average", "refined", "second_look"),
+    [([], True, True, True), (["--no-flip-average"], False, True, True), (["--no-refine"], True, False, True)]
+    + [(["--no-second-look"], True, True, False)],
 )
 def test_evaluate_scores_what_deepbg_live_gives_a_photo_unless_told_otherwise(
-    tmp_path, monkeypatch, flags, flip_average, refined
+    tmp_path, monkeypatch, flags, flip_average, refined, second_look
 ):
     from click.testing import CliRunner
 
@@ -584,6 +585,7 @@ def test_evaluate_scores_what_deepbg_live_gives_a_photo_unless_told_otherwise(
     result = CliRunner().invoke(evaluate_cli.main, args)
     assert result.exit_code == 0, result.output
     assert [s.flip_average for s in segmenters] == [flip_average]
+    assert [s.second_look for s in segmenters] == [second_look]
     assert len(refiners) == int(refined)
 
 
@@ -599,6 +601,57 @@ def test_a_previous_mask_model_grown_from_rgb_weights_first_computes_what_they_d
         before = start(image)
         after = grown(torch.cat([image, torch.rand(1, 1, 40, 56)], 1))
     assert torch.allclose(before, after, atol=1e-6)
+
+
+def batch_with_priors(neutral: list[bool], size=(48, 48)) -> torch.Tensor:
+    """RGB noise with a fourth channel: neutral where asked, else a rough copy of some truth."""
+    from deepbg_live.prior import NEUTRAL
+
+    images = torch.randn(len(neutral), 4, *size)
+    images[:, 3] = (torch.rand(len(neutral), *size) > 0.5).float()
+    images[torch.tensor(neutral), 3] = NEUTRAL
+    return images
+
+
+def test_a_self_prior_replaces_perturbed_masks_with_the_models_own_answer(tmp_path):
+    from deepbg_live.prior import NEUTRAL
+
+    trainer = Trainer(tiny_config(tmp_path, model="mobile-video", self_prior_p=1.0))
+    images = batch_with_priors([True, False, True, False])
+    given = images.clone()
+    fed = trainer.with_own_answers(images)
+    assert torch.equal(images, given), "the batch it was given is left alone"
+    assert trainer.model.training, "the model is back in training mode"
+    first = images.clone()
+    first[:, 3] = NEUTRAL
+    with torch.no_grad():
+        own = torch.sigmoid(trainer.model.eval()(first))[:, 0]
+    assert torch.equal(fed[:, :3], images[:, :3])
+    assert torch.equal(fed[[0, 2]], images[[0, 2]]), "the neutral samples still train the first look"
+    assert torch.allclose(fed[[1, 3], 3], own[[1, 3]], atol=1e-6)
+
+
+def test_without_a_self_prior_share_a_step_trains_on_the_batch_as_given(tmp_path, monkeypatch):
+    trainer = Trainer(tiny_config(tmp_path, model="mobile-video"))
+    seen = []
+    monkeypatch.setattr(trainer, "net", lambda x: seen.append(x.clone()) or trainer.model(x))
+    images = batch_with_priors([False, False])
+    trainer.train_step(images, torch.zeros(2, 1, 48, 48))
+    assert len(seen) == 1 and torch.equal(seen[0], images)
+
+
+def test_the_training_time_score_looks_at_each_photo_twice_as_the_runtime_does(tmp_path, monkeypatch):
+    from deepbg_live.prior import NEUTRAL
+
+    trainer = Trainer(tiny_config(tmp_path, model="mobile-video"))
+    calls = []
+    trainer.model.register_forward_hook(
+        lambda _, x, out: calls.append((x[0][0, 3], torch.sigmoid(out)[0, 0]))
+    )
+    trainer.predict(np.zeros((48, 64, 3), np.uint8))
+    assert len(calls) == 2
+    assert torch.all(calls[0][0] == NEUTRAL)
+    assert torch.allclose(calls[1][0], calls[0][1])
 
 
 def test_previous_mask_samples_carry_a_neutral_or_perturbed_copy_of_the_truth():

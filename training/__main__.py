@@ -104,6 +104,14 @@ DEFAULTS = TrainConfig()
     "it cost `fast` accuracy on portraits and selfies (MODEL_CARD.md, run v2-15).",
 )
 @click.option(
+    "--self-prior-p",
+    type=click.FloatRange(0, 1),
+    default=DEFAULTS.self_prior_p,
+    help="Share of the samples with a perturbed previous mask that get the model's own answer to them "
+    "instead (computed with the neutral channel): what a photo's second look and a still camera's next "
+    "frame feed it. For models that take the previous mask.",
+)
+@click.option(
     "--repeat",
     multiple=True,
     metavar="FOLDER=N",

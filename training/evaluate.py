@@ -96,6 +96,12 @@ def split_sample(data_root: Path, training: bool = False, every: int = 1) -> lis
     help="Average with the mirrored frame, as deepbg-live does for photos (--no-flip-average: as for video).",
 )
 @click.option(
+    "--second-look/--no-second-look",
+    default=True,
+    help="Run a model that reads its previous mask again with its own first answer, as deepbg-live "
+    "does for a photo or a stream's first frame (--no-second-look: the neutral channel only).",
+)
+@click.option(
     "--refine/--no-refine",
     default=True,
     help="Score the guided-filter alpha, as deepbg-live does (--no-refine: the bilinear one).",
@@ -117,6 +123,7 @@ def main(
     long_side,
     precision,
     flip_average,
+    second_look,
     refine,
     json_out,
 ) -> None:
@@ -134,7 +141,12 @@ def main(
         if not pairs:
             raise click.UsageError("nothing to evaluate: give --images/--masks or --data-root")
         segmenter = Segmenter(
-            model, device=device, long_side=long_side, precision=precision, flip_average=flip_average
+            model,
+            device=device,
+            long_side=long_side,
+            precision=precision,
+            flip_average=flip_average,
+            second_look=second_look,
         )
         predict = runtime_predictor(segmenter, EdgeRefiner() if refine else None)
         results = evaluate(predict, pairs, name="evaluating")["per_dataset"]
@@ -144,7 +156,7 @@ def main(
     click.echo(
         f"model: {model or 'shipped'}  backend: {segmenter.backend} ({segmenter.precision})  "
         f"long side: {segmenter.long_side}  flip-average: {'on' if flip_average else 'off'}  "
-        f"refine: {'on' if refine else 'off'}"
+        f"second look: {'on' if second_look else 'off'}  refine: {'on' if refine else 'off'}"
     )
     click.echo(f"{'folder':<22}{'pairs':>6}{'IoU':>8}{'mIoU':>8}{'Dice':>8}{'BF':>8}{'MAD':>8}")
     for name, r in results.items():

@@ -53,6 +53,8 @@ class TrainConfig:
     distractors: str | None = None  # object cut-outs [default: DATA_ROOT/objects-davis]
     distractor_p: float = 0.3  # share of samples with an animal or vehicle pasted beside the person
     copy_paste_p: float = 0.0  # share of the samples not composited that are pasted onto another photo
+    # share of the samples with a perturbed previous mask given the model's own answer instead
+    self_prior_p: float = 0.0
     repeat: dict[str, int] = field(default_factory=dict)  # training folder -> copies per epoch (0 drops it)
     loss: str = DEFAULT_LOSS  # a key of LOSSES
     boundary_weight: float = 0.0  # extra BCE weight in the band around the true outline
@@ -284,8 +286,10 @@ class Trainer:
             group["lr"] = learning_rate(self.cfg, self.step, total, self.steps_per_epoch)
         images = images.to(self.device, memory_format=torch.channels_last, non_blocking=True)
         masks = masks.to(self.device, non_blocking=True)
+        if self.cfg.self_prior_p and self.model.config.previous_mask:
+            images = self.with_own_answers(images)
         soft = self.teacher(images) if self.teacher else None
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.device.type == "cuda"):
+        with self.autocast():
             logits = self.net(images).float()
         loss = segmentation_loss(logits, masks, self.cfg.loss, self.cfg.boundary_weight)
         if soft is not None:
@@ -296,6 +300,35 @@ class Trainer:
         self.scaler.update()
         self.step += 1
         return float(loss.item())
+
+    def with_own_answers(self, images: torch.Tensor) -> torch.Tensor:
+        """``images`` with a ``self_prior_p`` share of their perturbed previous masks replaced by the
+        model's own answer to the image given the neutral channel.
+
+        That is what the runtime feeds it on a photo's second look and on a still camera's next
+        frame: the perturbed truth teaches it to follow a hint, this teaches it to mend its own
+        mistakes. The first answer is computed as at run time (eval mode) and carries no gradient.
+        Samples with the neutral channel keep it, so the first look still trains as often.
+        """
+        perturbed = (images[:, 3] != NEUTRAL).flatten(1).any(1).cpu().numpy()
+        draws = np.random.default_rng([self.cfg.seed, self.step]).random(len(images))
+        chosen = torch.from_numpy(np.flatnonzero(perturbed & (draws < self.cfg.self_prior_p))).to(
+            images.device
+        )
+        if not len(chosen):
+            return images
+        first = images[chosen].clone()
+        first[:, 3] = NEUTRAL
+        self.model.eval()
+        with torch.no_grad(), self.autocast():
+            answers = torch.sigmoid(self.net(first).float())
+        self.model.train()
+        images = images.clone()
+        images[chosen, 3] = answers[:, 0].to(images.dtype)
+        return images
+
+    def autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=torch.float16, enabled=self.device.type == "cuda")
 
     def run(self, until_epoch: int | None = None) -> dict:
         """Train until ``cfg.epochs`` (or ``until_epoch``, or ``cfg.max_minutes``); return the last metrics.
@@ -374,15 +407,26 @@ class Trainer:
 
     @torch.no_grad()
     def predict(self, image: np.ndarray) -> np.ndarray:
-        """Person probability for one RGB image, at the runtime's inference scale (a photo: no previous mask)."""
+        """Person probability for one RGB image, at the runtime's inference scale, as for a photo.
+
+        A model that takes the previous mask is given the neutral channel, then its own answer, and
+        the two answers are averaged (the runtime's second look, ``deepbg_live.engine.Segmenter``).
+        """
         self.model.eval()
         small = layout.resize_long_side(image, self.cfg.model_config.long_side, cv2.INTER_AREA)
-        x = normalise(small)
+        x = normalise(small).to(self.device, memory_format=torch.channels_last)
+        prob = torch.sigmoid(self.model(self._with_prior(x, NEUTRAL)))
         if self.model.config.previous_mask:
-            x = torch.cat([x, torch.full_like(x[:, :1], NEUTRAL)], dim=1)
-        x = x.to(self.device, memory_format=torch.channels_last)
-        prob = torch.sigmoid(self.model(x))[0, 0].float().cpu().numpy()
+            prob = 0.5 * (prob + torch.sigmoid(self.model(self._with_prior(x, prob))))
+        prob = prob[0, 0].float().cpu().numpy()
         return cv2.resize(prob, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
+
+    def _with_prior(self, x: torch.Tensor, prior: float | torch.Tensor) -> torch.Tensor:
+        """``x`` with the previous-mask channel appended, if the model takes one."""
+        if not self.model.config.previous_mask:
+            return x
+        channel = torch.full_like(x[:, :1], prior) if isinstance(prior, float) else prior.to(x.dtype)
+        return torch.cat([x, channel], dim=1)
 
     def validate(self) -> dict:
         if not self.val_samples or not self.dist.main:
