@@ -112,8 +112,8 @@ class Segmenter:
 
         ``prior`` is the previous-mask channel at the batch's size, for a model that takes one
         (``stream()`` keeps it). Without one (a photo), such a model gets the neutral channel and,
-        with ``second_look``, then its own first answer; the two answers are averaged. A UserError if the model gives NaN: a
-        broken model file would otherwise make a blank video.
+        with ``second_look``, then its own first answer; the two answers are averaged. A UserError
+        if the model gives NaN: a broken model file would otherwise make a blank video.
         """
         runtime = self.runtime  # read once: the quality controller may swap it between frames
         if runtime.input_channels == 3:
