@@ -415,18 +415,13 @@ class Trainer:
         self.model.eval()
         small = layout.resize_long_side(image, self.cfg.model_config.long_side, cv2.INTER_AREA)
         x = normalise(small).to(self.device, memory_format=torch.channels_last)
-        prob = torch.sigmoid(self.model(self._with_prior(x, NEUTRAL)))
         if self.model.config.previous_mask:
-            prob = 0.5 * (prob + torch.sigmoid(self.model(self._with_prior(x, prob))))
+            first = torch.sigmoid(self.model(torch.cat([x, torch.full_like(x[:, :1], NEUTRAL)], dim=1)))
+            prob = 0.5 * (first + torch.sigmoid(self.model(torch.cat([x, first], dim=1))))
+        else:
+            prob = torch.sigmoid(self.model(x))
         prob = prob[0, 0].float().cpu().numpy()
         return cv2.resize(prob, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
-
-    def _with_prior(self, x: torch.Tensor, prior: float | torch.Tensor) -> torch.Tensor:
-        """``x`` with the previous-mask channel appended, if the model takes one."""
-        if not self.model.config.previous_mask:
-            return x
-        channel = torch.full_like(x[:, :1], prior) if isinstance(prior, float) else prior.to(x.dtype)
-        return torch.cat([x, channel], dim=1)
 
     def validate(self) -> dict:
         if not self.val_samples or not self.dist.main:
