@@ -500,6 +500,40 @@ def test_fine_tuning_may_deepen_mobile_stages_but_never_make_them_shallower():
     assert not can_grow_into(video, replace(video, stage_depths=(1, 2, 6, 2)))  # one stage loses a block
 
 
+def test_fine_tuning_may_widen_mobile_stages_but_never_narrow_them():
+    from dataclasses import replace
+
+    from deepbg_live.model import CONFIGS
+    from training.train import can_grow_into
+
+    video, broad = CONFIGS["mobile-video"], CONFIGS["mobile-broad-video"]
+    assert can_grow_into(video, broad)
+    assert can_grow_into(video, replace(video, expansion=6))
+    assert not can_grow_into(broad, video)
+    assert not can_grow_into(video, replace(broad, widths=(16, 32, 48, 80, 80)))  # one stage narrower
+
+
+def test_a_widened_network_starts_by_giving_the_narrow_networks_answer(tmp_path):
+    from deepbg_live.model import CONFIGS, MobileUNet, save_weights
+
+    torch.manual_seed(0)
+    narrow = MobileUNet(CONFIGS["mobile"])
+    for module in narrow.modules():  # trained-looking BN, so that no layer starts as a no-op
+        if isinstance(module, torch.nn.BatchNorm2d):
+            torch.nn.init.uniform_(module.weight, 0.5, 1.5)
+            torch.nn.init.uniform_(module.bias, -0.2, 0.2)
+    save_weights(narrow.eval(), tmp_path / "narrow.safetensors")
+    # wider at every stage and with a 4th input: the previous mask
+    trainer = Trainer(tiny_config(tmp_path, model="mobile-broad-video", init=str(tmp_path / "narrow.safetensors")))
+    frame = torch.rand(2, 3, 70, 90)
+    prior = torch.rand(2, 1, 70, 90)
+    with torch.no_grad():
+        expected = narrow(frame)
+        got = trainer.model.eval()(torch.cat([frame, prior], dim=1))
+    assert got.shape == expected.shape
+    assert torch.allclose(got, expected, atol=1e-5)
+
+
 def test_fine_tuning_may_change_the_inference_resolution():
     from dataclasses import replace
 

@@ -477,16 +477,15 @@ class Trainer:
         tmp.replace(self.out / name)  # atomic: a kill mid-write never corrupts the checkpoint
 
     def load_initial_weights(self, path: Path) -> None:
-        # A model may grow blocks that start as the identity (a context block, bottleneck
-        # blocks, a previous-mask input): weights without them still load, and only those new
-        # parts start untrained.
+        # A model may grow parts that start computing nothing new (``can_grow_into``): weights
+        # without them still load, and only those new parts start untrained.
         start, _ = load_weights(path)
         if not can_grow_into(start.config, self.model.config):
             raise layout.DatasetError(
                 f"{path} holds a {start.config.name!r} model, not {self.cfg.model!r}; pass --model"
             )
         self.model.load_state_dict(
-            with_input_channels(start.state_dict(), self.model.state_dict()), strict=False
+            grown_weights(start.state_dict(), self.model.state_dict()), strict=False
         )
 
     def load_checkpoint(self, path: Path) -> None:
@@ -500,11 +499,12 @@ class Trainer:
 
 
 def can_grow_into(start: ModelConfig, target: ModelConfig) -> bool:
-    """Whether ``target`` is ``start`` plus only blocks that begin as the identity.
+    """Whether ``target`` is ``start`` plus only parts that begin computing nothing new.
 
-    Those are a context block, bottleneck blocks, a previous-mask input, and more
-    inverted-residual blocks at the end of a MobileUNet stage. The inference resolution may
-    differ: fine-tuning at a new ``long_side`` keeps every weight.
+    Those are a context block, bottleneck blocks, a previous-mask input, more inverted-residual
+    blocks at the end of a MobileUNet stage, and wider MobileUNet stages or expansions (see
+    ``grown_weights``). The inference resolution may differ: fine-tuning at a new ``long_side``
+    keeps every weight.
     """
     grown = replace(
         start,
@@ -514,31 +514,44 @@ def can_grow_into(start: ModelConfig, target: ModelConfig) -> bool:
         bottleneck_blocks=target.bottleneck_blocks,
         previous_mask=target.previous_mask,
         stage_depths=target.stage_depths,
-    )
-    deeper_stages = len(target.stage_depths) == len(start.stage_depths) and all(
-        new >= old for new, old in zip(target.stage_depths, start.stage_depths, strict=True)
+        widths=target.widths,
+        expansion=target.expansion,
     )
     return (
         grown == replace(target, name="")
-        and deeper_stages
+        and at_least(target.stage_depths, start.stage_depths)
+        and at_least(target.widths, start.widths)
+        and target.expansion >= start.expansion
         and target.context >= start.context
         and target.bottleneck_blocks >= start.bottleneck_blocks
         and target.previous_mask >= start.previous_mask
     )
 
 
-def with_input_channels(start: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> dict:
-    """``start``'s weights, with an input convolution widened to ``target``'s extra input channels.
+def at_least(new: tuple[int, ...], old: tuple[int, ...]) -> bool:
+    return len(new) == len(old) and all(n >= o for n, o in zip(new, old, strict=True))
 
-    The new channels' weights start at zero, so the grown network computes exactly what ``start``
-    did until training teaches it to use them.
+
+def grown_weights(start: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> dict:
+    """``start``'s weights embedded in ``target``'s larger tensors, where a tensor grew.
+
+    Each old tensor fills the leading slice of its new one. A convolution's new input channels
+    (an extra input, or a wider layer before it) get zero weight in its old output channels, so
+    every old channel computes exactly what it did; new output channels keep their fresh
+    initialisation, and only layers that ignore them read them. The grown network gives
+    ``start``'s answer until training teaches it to use the new channels.
     """
-    widened = dict(start)
+    grown = dict(start)
     for key, weight in start.items():
         wanted = target.get(key)
-        if wanted is not None and weight.ndim == 4 and (weight.shape[1], wanted.shape[1]) == (3, 4):
-            widened[key] = torch.cat([weight, weight.new_zeros(weight.shape[0], 1, *weight.shape[2:])], dim=1)
-    return widened
+        if wanted is None or wanted.shape == weight.shape:
+            continue
+        embedded = wanted.detach().clone()
+        embedded[tuple(slice(0, n) for n in weight.shape)] = weight
+        if weight.ndim >= 2:
+            embedded[: weight.shape[0], weight.shape[1] :] = 0
+        grown[key] = embedded
+    return grown
 
 
 def read_config(path: Path) -> TrainConfig:
