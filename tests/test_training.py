@@ -524,7 +524,9 @@ def test_a_widened_network_starts_by_giving_the_narrow_networks_answer(tmp_path)
             torch.nn.init.uniform_(module.bias, -0.2, 0.2)
     save_weights(narrow.eval(), tmp_path / "narrow.safetensors")
     # wider at every stage and with a 4th input: the previous mask
-    trainer = Trainer(tiny_config(tmp_path, model="mobile-broad-video", init=str(tmp_path / "narrow.safetensors")))
+    trainer = Trainer(
+        tiny_config(tmp_path, model="mobile-broad-video", init=str(tmp_path / "narrow.safetensors"))
+    )
     frame = torch.rand(2, 3, 70, 90)
     prior = torch.rand(2, 1, 70, 90)
     with torch.no_grad():

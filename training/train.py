@@ -484,9 +484,7 @@ class Trainer:
             raise layout.DatasetError(
                 f"{path} holds a {start.config.name!r} model, not {self.cfg.model!r}; pass --model"
             )
-        self.model.load_state_dict(
-            grown_weights(start.state_dict(), self.model.state_dict()), strict=False
-        )
+        self.model.load_state_dict(grown_weights(start.state_dict(), self.model.state_dict()), strict=False)
 
     def load_checkpoint(self, path: Path) -> None:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
