@@ -59,7 +59,8 @@ class PreviousMask:
 
     For each frame, ``prior_for(size, cut)`` gives the channel at the model's input size (None
     when there is no history: a new stream, or a cut, which ``CutDetector`` tells), and
-    ``remember(probability)`` then stores the model's answer for that frame. ``reset()`` forgets, for a new source.
+    ``remember(probability)`` then stores the model's answer for that frame. ``reset()``
+    forgets, for a new source.
     """
 
     def __init__(self):
