@@ -24,10 +24,11 @@ from deepbg_live.shutdown import INTERRUPTED, GracefulShutdown
 # The pipeline's modules (OpenCV, PyAV, ONNX Runtime behind them) are imported in the functions
 # that use them, so that `--help` and a mistyped option answer at once.
 if TYPE_CHECKING:
+    from deepbg_live.adaptive import QualityController
     from deepbg_live.capture import Source
     from deepbg_live.composite import Background
-    from deepbg_live.outputs import Sink
-    from deepbg_live.pipeline import OutputMode
+    from deepbg_live.outputs import PreviewWindow, Sink
+    from deepbg_live.pipeline import OutputMode, Stats
 
 DEMO_OUTPUT = "deepbg-demo.mp4"
 EXIT_WRITE_FAILED = 1  # an output failed part way (a full disk); what it wrote is kept
@@ -312,7 +313,6 @@ def run(opts: Options, shutdown: GracefulShutdown | None = None) -> None:
     ``shutdown`` is the signal handler ``main`` entered: once the outputs are open its flag, read
     between frames, stops the run, so every output is finished cleanly.
     """
-    from deepbg_live.adaptive import LADDER, LADDER_WITH_FALLBACK, AdaptiveConfig, QualityController
     from deepbg_live.capture import open_source
     from deepbg_live.engine import Segmenter
     from deepbg_live.hotkeys import Hotkeys
@@ -359,24 +359,35 @@ def run(opts: Options, shutdown: GracefulShutdown | None = None) -> None:
         preview = next((s for s in sinks if isinstance(s, PreviewWindow)), None)
         user_backgrounds = [background] if opts.image or opts.video else []
         controller = Hotkeys(pipeline, preview, user_backgrounds, stop) if preview else None
-        quality = None
-        if adaptive:
-            show = (lambda level: preview.set_quality(level.label)) if preview else None
-            config = AdaptiveConfig(LADDER_WITH_FALLBACK if fallback else LADDER)
-            quality = QualityController(source.fps, config, on_change=show)
-            if preview:
-                preview.set_quality(quality.level.label)
+        quality = _live_quality(source.fps, preview, with_fallback=fallback is not None) if adaptive else None
         stats = pipeline.run(
             source, progress=opts.progress, controller=controller, stop=stop, quality=quality
         )
-    dropped = f", {stats.dropped} dropped" if stats.dropped else ""
-    lowered = f", quality down to {quality.lowest.label}" if quality is not None and quality.changes else ""
-    stopped = "stopped after " if shutdown is not None and shutdown.requested else ""
+    stopped = shutdown is not None and shutdown.requested
     if not source.single_image:  # a rate means nothing for one photo
-        frames = f"{stats.frames} frame{'' if stats.frames == 1 else 's'}"
-        click.echo(f"{stopped}{frames} at {stats.fps():.1f} fps{dropped}{lowered}", err=True)
+        click.echo(_run_summary(stats, quality, stopped), err=True)
     if opts.output:
         click.echo(f"wrote {opts.output}", err=True)
+
+
+def _live_quality(fps: float, preview: PreviewWindow | None, with_fallback: bool) -> QualityController:
+    """The adaptive controller for a live job, shown in the preview's overlay when there is one."""
+    from deepbg_live.adaptive import LADDER, LADDER_WITH_FALLBACK, AdaptiveConfig, QualityController
+
+    show = (lambda level: preview.set_quality(level.label)) if preview else None
+    config = AdaptiveConfig(LADDER_WITH_FALLBACK if with_fallback else LADDER)
+    quality = QualityController(fps, config, on_change=show)
+    if preview:
+        preview.set_quality(quality.level.label)
+    return quality
+
+
+def _run_summary(stats: Stats, quality: QualityController | None, stopped: bool) -> str:
+    """The closing line of a video or camera job: frames, rate, drops and the lowest quality used."""
+    dropped = f", {stats.dropped} dropped" if stats.dropped else ""
+    lowered = f", quality down to {quality.lowest.label}" if quality is not None and quality.changes else ""
+    frames = f"{stats.frames} frame{'' if stats.frames == 1 else 's'}"
+    return f"{'stopped after ' if stopped else ''}{frames} at {stats.fps():.1f} fps{dropped}{lowered}"
 
 
 def check_options(opts: Options) -> None:
