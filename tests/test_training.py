@@ -4,6 +4,7 @@ import json
 import os
 import random
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -435,12 +436,19 @@ def test_export_relabels_only_to_a_config_of_the_same_shape(tmp_path):
     assert load_weights(tmp_path / "depthwise8.safetensors")[0].config == build_model("depthwise8").config
 
 
+def free_port() -> int:
+    """A TCP port no one listens on now, so two suites running at once do not clash."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 @pytest.mark.slow
 def test_ddp_trains_with_two_cpu_processes(tmp_path):
     tiny_config(tmp_path)  # writes the data
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29531", "-m", "training",
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}", "-m", "training",
         "--out", str(tmp_path / "ddp"), "--data-root", str(tmp_path / "data"), "--model", "depthwise8", "--epochs", "1",
         "--batch-size", "2", "--crop", "48", "--final-crop", "48", "--wandb", "disabled", "--threads", "1", "--composite-p", "0",
     ]  # fmt: skip
