@@ -32,7 +32,8 @@ import numpy as np
 
 from .errors import UserError, os_reason
 from .formats import IMAGE_EXTENSIONS, literal
-from .image_header import MAX_PIXELS, pixel_size
+from .image_header import MAX_PIXELS
+from .images import as_bgr, check_pixels, read_image
 from .stages import QueuePolicy, Stage
 
 log = logging.getLogger(__name__)
@@ -276,15 +277,6 @@ def _request(cap: cv2.VideoCapture, size: tuple[int, int] | None, fps: float | N
         cap.set(cv2.CAP_PROP_FPS, fps)
 
 
-def as_bgr(image: np.ndarray) -> np.ndarray:
-    """Decoded images may be grey or carry alpha; the pipeline works on 3-channel BGR."""
-    if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    if image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-    return image
-
-
 # ----------------------------------------------------------------------------------------------- video
 
 _MAX_TS_GAP = 10.0  # seconds: a longer jump forward in MPEG-TS is a join, not a pause (as in FFmpeg)
@@ -448,7 +440,7 @@ def _open_video(path: Path, max_pixels: int) -> tuple[av.container.InputContaine
         ) from None
     try:
         stream = _picture_stream(container, path)
-        _check_pixels(path, stream.codec_context.width, stream.codec_context.height, max_pixels)
+        check_pixels(path, stream.codec_context.width, stream.codec_context.height, max_pixels)
     except UserError:
         container.close()
         raise
@@ -466,38 +458,12 @@ def _picture_stream(container: av.container.InputContainer, path: Path) -> av.Vi
     raise UserError(f"{path}: has no video stream; give a video or image file")
 
 
-def _check_pixels(path: Path, width: int, height: int, max_pixels: int) -> None:
-    """A UserError when a ``width`` x ``height`` picture is over the pixel limit."""
-    if width * height > max_pixels:
-        raise UserError(
-            f"{path}: {width}x{height} is {width * height / 1e6:.0f} MP, over the {max_pixels / 1e6:g} MP "
-            "limit; shrink it, or raise the limit with --max-pixels"
-        )
-
-
 # ----------------------------------------------------------------------------------------------- images
 
 
 def _natural_key(path: Path) -> list[object]:
     """frame2 before frame10, the way people and image-sequence tools number files."""
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
-
-
-def read_image(path: Path, max_pixels: int = MAX_PIXELS) -> np.ndarray | None:
-    """Read an image as BGR, or None if it is unreadable; a UserError if it is over ``max_pixels``.
-
-    The size is read from the header first, so a small file that declares a huge picture is refused
-    before anything is allocated. Via imdecode so non-ASCII paths work on Windows too.
-    """
-    try:
-        data = np.fromfile(str(path), np.uint8)
-    except OSError:
-        return None
-    size = pixel_size(data.data)
-    if size is None:
-        return None
-    _check_pixels(path, *size, max_pixels)
-    return cv2.imdecode(data, cv2.IMREAD_COLOR)
 
 
 def _fit(image: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
@@ -616,7 +582,7 @@ def open_source(
     if camera is not None and input is not None:
         raise UserError("give either --camera or --input, not both")
     if size is not None:
-        _check_pixels(Path("--size"), *size, max_pixels)
+        check_pixels(Path("--size"), *size, max_pixels)
     if input is None:
         return CameraSource(0 if camera is None else camera, size, fps)
     source = _open_file(Path(input).expanduser(), sequence, size, fps, max_pixels)

@@ -14,10 +14,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from deepbg_live.capture import as_bgr, read_image
 from deepbg_live.colors import DEFAULT_COLOR, parse_color
 from deepbg_live.errors import UserError
 from deepbg_live.formats import literal
+from deepbg_live.images import as_bgr, read_image
 
 
 def cover_fit(image: np.ndarray, width: int, height: int, fast: bool = False) -> np.ndarray:
