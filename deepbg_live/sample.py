@@ -12,8 +12,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from deepbg_live.outputs.video import write_clip
-
 PORTRAIT = Path(__file__).parent / "samples" / "astronaut.jpg"
 SAMPLE_SIZE = (640, 480)
 SAMPLE_FPS = 30
@@ -37,6 +35,8 @@ def sample_frame(index: int, size: tuple[int, int] = SAMPLE_SIZE, fps: int = SAM
 
 def make_sample_clip(path: str | Path, seconds: float = 5.0, size: tuple[int, int] = SAMPLE_SIZE) -> Path:
     """Write the sample as an H.264 + AAC mp4 and return its path."""
+    from deepbg_live.outputs.video import write_clip  # PyAV only here: a sample frame needs OpenCV alone
+
     frames = (sample_frame(index, size) for index in range(round(seconds * SAMPLE_FPS)))
     return write_clip(path, frames, size, SAMPLE_FPS, audio=_tone(seconds), audio_rate=AUDIO_RATE)
 
