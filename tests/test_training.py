@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -23,7 +24,7 @@ from training.data import (
     paste_onto_photo,
     repeat_by_source,
 )
-from training.train import LOSSES, TrainConfig, Trainer, lovasz_loss
+from training.train import LOSSES, TrainConfig, Trainer, epochs_for_minutes, lovasz_loss
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -458,6 +459,21 @@ def test_ddp_trains_with_two_cpu_processes(tmp_path):
     assert checkpoint["epoch"] == 1
     # 10 training pairs, batch 2 per process, 2 processes: 2 steps, each seeing 4 samples
     assert checkpoint["step"] == 2
+
+
+def test_a_run_sized_in_minutes_takes_as_many_epochs_as_fit_at_its_first_ones_pace(tmp_path):
+    cfg = tiny_config(tmp_path, fit_minutes=0.5, crop=48, final_crop=48)
+    assert epochs_for_minutes(cfg, first_epoch_s=10.0) == 3
+    # the final crop's epochs count at their pixels: half the run at twice the side costs 2.5x
+    assert epochs_for_minutes(replace(cfg, final_crop=96, final_fraction=0.5), first_epoch_s=2.0) == 6
+
+
+def test_a_run_sized_in_minutes_runs_its_whole_schedule_and_keeps_the_size_on_resume(tmp_path):
+    trainer = Trainer(tiny_config(tmp_path, epochs=50, fit_minutes=1e-4))  # 6 ms: less than any epoch
+    trainer.run()
+    assert (trainer.epoch, trainer.cfg.epochs) == (1, 1)
+    stored = json.loads(torch.load(tmp_path / "run" / "last.pt", weights_only=True)["train_config"])
+    assert (stored["epochs"], stored["fit_minutes"]) == (1, 0.0)
 
 
 def test_fine_tuning_starts_from_the_given_weights(tmp_path):

@@ -159,6 +159,13 @@ DEFAULTS = TrainConfig()
     help="Stop cleanly after this long (0: no limit).",
 )
 @click.option(
+    "--fit-minutes",
+    type=click.FloatRange(0),
+    default=DEFAULTS.fit_minutes,
+    help="Size the run to about this long: after the first epoch, --epochs becomes what fits at its pace "
+    "(0: off). Unlike --max-minutes, the learning-rate schedule still runs its whole course.",
+)
+@click.option(
     "--samples-per-epoch", type=int, default=DEFAULTS.samples_per_epoch, help="0: the whole training set."
 )
 @click.option(

@@ -65,6 +65,7 @@ class TrainConfig:
     workers: int = 0
     checkpoint_minutes: float = 5.0
     max_minutes: float = 0.0  # stop cleanly after this long (0: no limit)
+    fit_minutes: float = 0.0  # after the first epoch, set ``epochs`` so the whole run takes about this long
     wandb: str = "offline"
     samples_per_epoch: int = 0  # 0: the whole training set each epoch
     val_limit: int = 0  # 0: the whole validation split
@@ -133,6 +134,16 @@ def segmentation_loss(
 
 
 LOSSES = {"bce-dice": dice_loss, "bce-lovasz": lovasz_loss}
+
+
+def epochs_for_minutes(cfg: TrainConfig, first_epoch_s: float) -> int:
+    """How many epochs of the first one's pace fit in ``cfg.fit_minutes``, the final crop's counted at its pixels.
+
+    A schedule cut short by ``max_minutes`` never reaches its low learning rates; one sized to the
+    time it has does, whatever the machine (a lent GPU's pace is known only once it runs).
+    """
+    slowdown = 1 - cfg.final_fraction + cfg.final_fraction * (cfg.final_crop / cfg.crop) ** 2
+    return max(1, math.floor(cfg.fit_minutes * 60 / (first_epoch_s * slowdown)))
 
 
 def learning_rate(cfg: TrainConfig, step: int, total_steps: int, steps_per_epoch: int) -> float:
@@ -373,10 +384,20 @@ class Trainer:
                     self.save_checkpoint("last.pt")
                     return metrics
             metrics = self.end_epoch(float(self.dist.mean(np.mean(losses) if losses else 0.0)))
+            if self.epoch == 1 and self.cfg.fit_minutes:
+                self.fit_to_minutes(float(self.dist.mean(time.monotonic() - started)))
             last_save = time.monotonic()
         if self.epoch >= self.cfg.epochs:
             self.logger.finish()
         return metrics
+
+    def fit_to_minutes(self, first_epoch_s: float) -> None:
+        """Size the run to ``cfg.fit_minutes`` from the first epoch's time (the mean over ranks, so all agree)."""
+        epochs = epochs_for_minutes(self.cfg, first_epoch_s)
+        self.cfg = replace(self.cfg, epochs=epochs, fit_minutes=0.0)  # stored so: a resumed run keeps it
+        self.save_checkpoint("last.pt")
+        if self.dist.main:
+            print(f"first epoch {first_epoch_s:.0f} s: {epochs} epochs fit the run's minutes")
 
     def end_epoch(self, train_loss: float) -> dict:
         metrics = {"train/epoch_loss": train_loss, **self.validate()}
