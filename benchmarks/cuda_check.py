@@ -2,7 +2,7 @@
 
 ``python -m benchmarks.cuda_check --out cuda.json`` is the first thing to run on a lent GPU
 (MODEL_CARD.md, "Training on a lent GPU"). For each shipped model it checks that ``--device cuda``
-opens torch in fp16 and that its probabilities match ONNX Runtime fp32 on the CPU, then times what
+opens torch in fp16 and that its probabilities match torch fp32 on the CPU, then times what
 issue 17's GPU goal counts, "model plus compositing" at 1920x1080 (preprocess, the network, the
 guided-filter refiner and the uint8 composite onto a colour), as the live loop runs it, one frame
 after another. It needs neither PyAV nor a video file, so it runs where only torch is installed.
@@ -23,6 +23,7 @@ from deepbg_live.engine import Segmenter
 from deepbg_live.errors import UserError
 from deepbg_live.model_files import shipped_models
 from deepbg_live.refine import EdgeRefiner
+from deepbg_live.runtimes.base import Backend
 from deepbg_live.sample import sample_frame
 
 FULL_HD = (1920, 1080)
@@ -33,7 +34,9 @@ def check_model(name: str, device: str, repeats: int, size: tuple[int, int] = FU
     """Agreement with the CPU and the per-frame time of model plus compositing, for one shipped model."""
     frame = sample_frame(0, size)
     on_device = Segmenter(name, device=device)
-    on_cpu = Segmenter(name, device="cpu", precision="fp32")
+    on_cpu = Segmenter(
+        name, device="cpu", backend=Backend.TORCH_CPU
+    )  # the same weights in fp32, no ONNX file needed
     difference = float(np.abs(on_device(frame) - on_cpu(frame)).max())
     stream, refiner, background = on_device.stream(), EdgeRefiner(), ColorBackground()
     alive = deque(maxlen=4)  # keep a few results alive, as the live loop does, so no timing pays page faults
