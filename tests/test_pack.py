@@ -80,6 +80,21 @@ def test_an_existing_folder_is_refused_and_left_alone(layout, tmp_path):
     assert [p.name for p in (tmp_path / "pack").iterdir()] == ["keep.txt"]
 
 
+def test_a_stopped_pack_leaves_no_half_copy(layout, tmp_path, monkeypatch):
+    import training.pack as packing
+
+    def fail(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(packing, "_write", fail)
+    with pytest.raises(KeyboardInterrupt):
+        pack(layout, tmp_path / "pack", progress=False)
+    assert not (tmp_path / "pack").exists()
+    monkeypatch.undo()
+    pack(layout, tmp_path / "pack", progress=False)  # the next run starts afresh and finishes
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
 def test_a_run_trains_on_the_copy(layout, tmp_path):
     from training.train import Trainer
 

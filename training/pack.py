@@ -44,10 +44,16 @@ class PackSummary:
 
 
 def pack(root: Path, out: Path, quality: int = 75, progress: bool = True) -> PackSummary:
-    """Write the compact copy of the layout in ``root`` to ``out``, which must not exist yet."""
-    root, out = Path(root), Path(out)
-    if out.exists():
-        raise click.ClickException(f"{out} already exists; give a new folder, so nothing is overwritten")
+    """Write the compact copy of the layout in ``root`` to ``out``, which must not exist yet.
+
+    It is written under a hidden name beside ``out`` and renamed once complete, so a stopped run
+    leaves no half copy that could pass for the data (the next run starts that one afresh).
+    """
+    root, final = Path(root), Path(out)
+    if final.exists():
+        raise click.ClickException(f"{final} already exists; give a new folder, so nothing is overwritten")
+    out = final.with_name(f".{final.name}.partial")
+    shutil.rmtree(out, ignore_errors=True)
     jobs, cutouts = _pair_jobs(root, out)
     backgrounds = _pictures(root / "backgrounds")
     for pair, images, masks in tqdm(jobs, desc="packing pairs", disable=not progress, leave=False):
@@ -62,6 +68,7 @@ def pack(root: Path, out: Path, quality: int = 75, progress: bool = True) -> Pac
     if (root / "README.md").is_file():
         shutil.copyfile(root / "README.md", out / "README.md")
     size = sum(path.stat().st_size for path in out.rglob("*") if path.is_file())
+    out.rename(final)
     return PackSummary(len(jobs) - cutouts, cutouts, len(backgrounds), size)
 
 
