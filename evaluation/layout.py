@@ -20,6 +20,11 @@ from deepbg_live.geometry import long_side_size
 VAL_EVERY = 10
 VAL_CLIPS = {"lucia"}
 CACHE_LONG_SIDE = 320  # pairs are kept in memory at this size; training scales are below it
+# the unlabelled folders beside the labelled ones: person-free backgrounds, and object cut-outs
+# (an animal or a vehicle, whose mask marks the object) that training pastes in as background
+BACKGROUNDS = "backgrounds"
+DISTRACTORS = "objects-davis"
+DISTRACTOR_IMAGES, DISTRACTOR_MASKS = "object-images", "object-masks"
 
 
 class DatasetError(ValueError):
@@ -59,7 +64,7 @@ def shared_data_folders(root: Path) -> list[tuple[str, Path]]:
     for child in sorted(root.iterdir()):
         if (child / "images").is_dir():
             folders.append((child.name, child))
-        elif child.is_dir() and child.name != "backgrounds":
+        elif child.is_dir() and child.name != BACKGROUNDS:
             clips = sorted(c for c in child.iterdir() if (c / "images").is_dir())
             folders += [(f"{child.name}/{clip.name}", clip) for clip in clips]
     if not folders:

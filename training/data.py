@@ -18,7 +18,16 @@ from deepbg_live.composite import blend
 from deepbg_live.formats import IMAGE_EXTENSIONS
 from deepbg_live.model import normalise
 from deepbg_live.prior import NEUTRAL
-from evaluation.layout import CACHE_LONG_SIDE, DatasetError, Pair, find_pairs, read_pair, resize_long_side
+from evaluation.layout import (
+    CACHE_LONG_SIDE,
+    DISTRACTOR_IMAGES,
+    DISTRACTOR_MASKS,
+    DatasetError,
+    Pair,
+    find_pairs,
+    read_pair,
+    resize_long_side,
+)
 
 
 def load_backgrounds(folder: Path | None) -> list[np.ndarray]:
@@ -278,9 +287,9 @@ def load_distractors(folder: Path | None) -> list[tuple[np.ndarray, np.ndarray]]
 
     An empty list when there is no folder, so training without them needs no flag.
     """
-    if folder is None or not (Path(folder) / "object-images").is_dir():
+    if folder is None or not (Path(folder) / DISTRACTOR_IMAGES).is_dir():
         return []
-    pairs = find_pairs(Path(folder) / "object-images", Path(folder) / "object-masks")
+    pairs = find_pairs(Path(folder) / DISTRACTOR_IMAGES, Path(folder) / DISTRACTOR_MASKS)
     return [read_pair(pair) for pair in pairs]
 
 

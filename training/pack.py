@@ -22,7 +22,11 @@ from tqdm import tqdm
 
 from deepbg_live.formats import IMAGE_EXTENSIONS
 from evaluation.layout import (
+    BACKGROUNDS,
     CACHE_LONG_SIDE,
+    DISTRACTOR_IMAGES,
+    DISTRACTOR_MASKS,
+    DISTRACTORS,
     Pair,
     find_pairs,
     read_pair,
@@ -32,7 +36,6 @@ from evaluation.layout import (
 
 PHOTO_SUFFIX = ".webp"
 MASK_SUFFIX = ".png"
-DISTRACTORS = ("objects-davis", "object-images", "object-masks")
 
 
 @dataclass
@@ -55,7 +58,7 @@ def pack(root: Path, out: Path, quality: int = 75, progress: bool = True) -> Pac
     out = final.with_name(f".{final.name}.partial")
     shutil.rmtree(out, ignore_errors=True)
     jobs, cutouts = _pair_jobs(root, out)
-    backgrounds = _pictures(root / "backgrounds")
+    backgrounds = _pictures(root / BACKGROUNDS)
     for pair, images, masks in tqdm(jobs, desc="packing pairs", disable=not progress, leave=False):
         image, mask = read_pair(pair)
         _write(images / (pair.image.stem + PHOTO_SUFFIX), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), quality)
@@ -64,7 +67,7 @@ def pack(root: Path, out: Path, quality: int = 75, progress: bool = True) -> Pac
         picture = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if picture is not None:  # training skips unreadable ones too
             picture = resize_long_side(picture, CACHE_LONG_SIDE, cv2.INTER_AREA)
-            _write(out / "backgrounds" / (path.stem + PHOTO_SUFFIX), picture, quality)
+            _write(out / BACKGROUNDS / (path.stem + PHOTO_SUFFIX), picture, quality)
     if (root / "README.md").is_file():
         shutil.copyfile(root / "README.md", out / "README.md")
     size = sum(path.stat().st_size for path in out.rglob("*") if path.is_file())
@@ -81,7 +84,7 @@ def _pair_jobs(root: Path, out: Path) -> tuple[list[tuple[Pair, Path, Path]], in
             (pair, copy / "images", copy / "masks")
             for pair in find_pairs(folder / "images", folder / "masks")
         ]
-    folder, images, masks = root / DISTRACTORS[0], *DISTRACTORS[1:]
+    folder, images, masks = root / DISTRACTORS, DISTRACTOR_IMAGES, DISTRACTOR_MASKS
     if not (folder / images).is_dir():
         return jobs, 0
     copy = out / folder.relative_to(root)

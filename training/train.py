@@ -236,13 +236,13 @@ class Trainer:
         show = self.dist.main
         self.dataset = D.SegmentationDataset(
             D.cache_pairs(D.repeat_by_source(train_pairs, cfg.repeat), progress=show),
-            D.load_backgrounds(self._data_folder(cfg.backgrounds, "backgrounds")),
+            D.load_backgrounds(self._data_folder(cfg.backgrounds, layout.BACKGROUNDS)),
             crop=cfg.crop,
             long_side=cfg.model_config.long_side,
             seed=cfg.seed,
             composite_p=cfg.composite_p,
             occlude_p=cfg.occlude_p,
-            distractors=D.load_distractors(self._data_folder(cfg.distractors, "objects-davis")),
+            distractors=D.load_distractors(self._data_folder(cfg.distractors, layout.DISTRACTORS)),
             distractor_p=cfg.distractor_p,
             copy_paste_p=cfg.copy_paste_p,
             previous_mask=cfg.model_config.previous_mask,
