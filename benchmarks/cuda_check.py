@@ -34,9 +34,8 @@ def check_model(name: str, device: str, repeats: int, size: tuple[int, int] = FU
     """Agreement with the CPU and the per-frame time of model plus compositing, for one shipped model."""
     frame = sample_frame(0, size)
     on_device = Segmenter(name, device=device)
-    on_cpu = Segmenter(
-        name, device="cpu", backend=Backend.TORCH_CPU
-    )  # the same weights in fp32, no ONNX file needed
+    # the same weights in fp32 on the CPU, through torch so that no ONNX file is needed
+    on_cpu = Segmenter(name, device="cpu", backend=Backend.TORCH_CPU)
     difference = float(np.abs(on_device(frame) - on_cpu(frame)).max())
     stream, refiner, background = on_device.stream(), EdgeRefiner(), ColorBackground()
     alive = deque(maxlen=4)  # keep a few results alive, as the live loop does, so no timing pays page faults

@@ -1,7 +1,7 @@
 """A compact copy of the shared data layout, for training on a machine that cannot see ``../shared``.
 
 ``python -m training.pack --out .pack/data`` writes every labelled pair as training reads it
-(``read_pair`` at ``CACHE_LONG_SIDE``), the photo as WebP and the mask as lossless PNG, under the
+(``read_pair``, and ``load_backgrounds``), the photo as WebP and the mask as lossless PNG, under the
 same folder and file names. So the copy has the same pairs and the same validation split, and
 ``python -m training --data-root .pack/data`` trains on what it would have read from the originals,
 less the WebP loss. The backgrounds and the distractor cut-outs come along the same way, and the data
@@ -20,19 +20,17 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from deepbg_live.formats import IMAGE_EXTENSIONS
 from evaluation.layout import (
     BACKGROUNDS,
-    CACHE_LONG_SIDE,
     DISTRACTOR_IMAGES,
     DISTRACTOR_MASKS,
     DISTRACTORS,
     Pair,
     find_pairs,
     read_pair,
-    resize_long_side,
     shared_data_folders,
 )
+from training.data import load_backgrounds
 
 PHOTO_SUFFIX = ".webp"
 MASK_SUFFIX = ".png"
@@ -58,16 +56,17 @@ def pack(root: Path, out: Path, quality: int = 75, progress: bool = True) -> Pac
     out = final.with_name(f".{final.name}.partial")
     shutil.rmtree(out, ignore_errors=True)
     jobs, cutouts = _pair_jobs(root, out)
-    backgrounds = _pictures(root / BACKGROUNDS)
     for pair, images, masks in tqdm(jobs, desc="packing pairs", disable=not progress, leave=False):
         image, mask = read_pair(pair)
         _write(images / (pair.image.stem + PHOTO_SUFFIX), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), quality)
         _write(masks / (pair.mask.stem + MASK_SUFFIX), mask, quality)
-    for path in backgrounds:
-        picture = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if picture is not None:  # training skips unreadable ones too
-            picture = resize_long_side(picture, CACHE_LONG_SIDE, cv2.INTER_AREA)
-            _write(out / BACKGROUNDS / (path.stem + PHOTO_SUFFIX), picture, quality)
+    backgrounds = load_backgrounds(root / BACKGROUNDS)  # as training loads them: sorted, at CACHE_LONG_SIDE
+    for index, picture in enumerate(backgrounds):  # numbered in the same order, which is all training reads
+        _write(
+            out / BACKGROUNDS / f"{index:05d}{PHOTO_SUFFIX}",
+            cv2.cvtColor(picture, cv2.COLOR_RGB2BGR),
+            quality,
+        )
     if (root / "README.md").is_file():
         shutil.copyfile(root / "README.md", out / "README.md")
     size = sum(path.stat().st_size for path in out.rglob("*") if path.is_file())
@@ -90,12 +89,6 @@ def _pair_jobs(root: Path, out: Path) -> tuple[list[tuple[Pair, Path, Path]], in
     copy = out / folder.relative_to(root)
     cutouts = [(pair, copy / images, copy / masks) for pair in find_pairs(folder / images, folder / masks)]
     return jobs + cutouts, len(cutouts)
-
-
-def _pictures(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
 def _write(path: Path, picture: np.ndarray, quality: int) -> None:
